@@ -52,7 +52,7 @@ class DeviceHealth:
 
 @dataclass(frozen=True)
 class DeviceEvent:
-    """Something a person may want to see live: a card asked for, a finger placed, a motor turning."""
+    """Something a person may want to see live: a card asked for, a finger placed, a motor on."""
 
     device: DeviceKind
     name: str
@@ -72,7 +72,7 @@ class DeviceError(Exception):
 
 
 class DeviceUnavailable(DeviceError):
-    """The device is not there: port missing, unplugged, not opened, or offline. Nothing was done."""
+    """The device is not there (port missing, unplugged, not opened, offline); nothing was done."""
 
 
 class DeviceTimeout(DeviceError):
@@ -84,7 +84,7 @@ class DeviceProtocolError(DeviceError):
 
 
 class DeviceRejected(DeviceError):
-    """The device understood the request and refused it (wrong password, unknown slot, full library)."""
+    """The device understood the request and refused it (wrong password, unknown slot...)."""
 
 
 # --- the common base ------------------------------------------------------------------------
@@ -174,7 +174,7 @@ class DispenseOutcome(StrEnum):
     JAMMED = "jammed"
     #: The home switch never opened after the motor started: no motor, or it does not turn.
     MOTOR_MISSING = "motor_missing"
-    #: The drop beam was already blocked before the turn, so a drop could not be seen: nothing moved.
+    #: The drop beam was blocked before the turn, so no drop could be seen: nothing moved.
     BEAM_BLOCKED = "beam_blocked"
 
 

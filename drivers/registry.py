@@ -77,7 +77,9 @@ def parse_device_url(raw: str, kind: DeviceKind) -> DeviceUrl:
         )
     try:
         parts = urlsplit(text)
-        params = dict(parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query)))
+        params = dict(
+            parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+        )
     except ValueError as exc:
         raise DeviceUrlError(f"{raw!r} is malformed: {exc}") from None
     scheme = parts.scheme.lower()

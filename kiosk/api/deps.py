@@ -1,0 +1,17 @@
+"""Dependencies the routes declare, once each."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from kiosk.machine import Machine
+
+
+def get_machine(request: Request) -> Machine:
+    machine: Machine = request.app.state.machine
+    return machine
+
+
+MachineDep = Annotated[Machine, Depends(get_machine)]

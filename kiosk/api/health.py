@@ -1,0 +1,32 @@
+"""``/healthz``: the process is alive. ``/readyz``: the kiosk can sell, or why it cannot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from kiosk.api.deps import MachineDep
+from kiosk.api.errors import error_body
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "alive"}
+
+
+@router.get("/readyz", responses={503: {"description": "The kiosk cannot sell; says why"}})
+async def readyz(machine: MachineDep) -> JSONResponse:
+    status = machine.service.status()
+    body: dict[str, Any] = {
+        "service": status.as_dict(),
+        "devices": machine.hardware.describe(),
+        "database": {"path": str(machine.db.path), "writable": machine.db.writable},
+    }
+    if status.in_service:
+        return JSONResponse({"ready": True, **body})
+    message = "the kiosk cannot sell: " + "; ".join(status.reasons)
+    return JSONResponse({**error_body("not_ready", message), **body}, status_code=503)

@@ -1,0 +1,153 @@
+"""Settings: ``KIOSK_*`` environment variables over an optional TOML file named by ``KIOSK_CONFIG``.
+
+With nothing configured the kiosk runs for a developer: every device simulated, the database
+under ./var, demo products. A production configuration names real devices.
+"""
+
+from __future__ import annotations
+
+import os
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from drivers.base import DeviceKind
+from drivers.registry import DeviceUrl, DeviceUrlError, parse_device_url
+
+Network = IPv4Network | IPv6Network
+Seconds = Annotated[float, Field(gt=0, le=3600)]
+
+LOOPBACK: tuple[Network, ...] = (ip_network("127.0.0.0/8"), ip_network("::1/128"))
+
+
+class ConfigError(Exception):
+    """A setting that stops the start-up; the message is one line naming the key."""
+
+
+class Settings(BaseSettings):
+    """Everything the kiosk can be told. Every field is ``KIOSK_<NAME>`` or ``name`` in TOML."""
+
+    model_config = SettingsConfigDict(env_prefix="KIOSK_", extra="forbid", frozen=True)
+
+    environment: Literal["development", "production"] = "development"
+    database: Path = Path("var/kiosk.db")
+    #: Where simulators keep what a real device keeps across power cycles (fingerprint flash).
+    state_dir: Path = Path("var")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+    vending: Annotated[DeviceUrl, NoDecode] = Field(default="sim://", validate_default=True)
+    card: Annotated[DeviceUrl, NoDecode] = Field(default="sim://", validate_default=True)
+    fingerprint: Annotated[DeviceUrl, NoDecode] = Field(default="sim://", validate_default=True)
+
+    #: Networks whose browsers may use the customer API besides the kiosk's own (loopback).
+    trusted_networks: Annotated[tuple[Network, ...], NoDecode] = ()
+    #: Networks from which technicians may reach the maintenance page besides loopback.
+    technician_networks: Annotated[tuple[Network, ...], NoDecode] = ()
+
+    #: How long a customer has to present a card or a finger before the sale is cancelled.
+    payment_timeout: Seconds = 60.0
+    #: How long a whole vend may take before its outcome is treated as unknown.
+    dispense_timeout: Seconds = 60.0
+    #: Deadline for a reader to confirm a capture, a void or a cancel.
+    settle_timeout: Seconds = 10.0
+
+    @field_validator("vending", "card", "fingerprint", mode="before")
+    @classmethod
+    def _device_url(cls, value: object, info: Any) -> DeviceUrl:
+        if isinstance(value, DeviceUrl):
+            return value
+        if not isinstance(value, str):
+            raise ValueError("must be a device URL string")
+        try:
+            return parse_device_url(value, DeviceKind(info.field_name))
+        except DeviceUrlError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("trusted_networks", "technician_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        # An environment variable reads naturally as "192.168.1.0/24,10.0.0.0/8".
+        parts = value.split(",") if isinstance(value, str) else value
+        if not isinstance(parts, list | tuple):
+            raise ValueError("must be a list of networks like 192.168.1.0/24")
+        networks = []
+        for part in parts:
+            text = str(part).strip()
+            if not text:
+                continue
+            try:
+                networks.append(ip_network(text))
+            except ValueError:
+                raise ValueError(f"{text!r} is not a network like 192.168.1.0/24") from None
+        return tuple(networks)
+
+    @model_validator(mode="after")
+    def _production_uses_hardware(self) -> Settings:
+        if self.environment == "production":
+            for kind in DeviceKind:
+                url: DeviceUrl = getattr(self, kind.value)
+                if url.scheme == "sim":
+                    raise ValueError(
+                        f"{kind.value} is sim:// but environment is production; "
+                        "name the real device"
+                    )
+        return self
+
+    def device_url(self, kind: DeviceKind) -> DeviceUrl:
+        url: DeviceUrl = getattr(self, kind.value)
+        return url
+
+    @property
+    def simulated(self) -> bool:
+        return any(self.device_url(kind).scheme == "sim" for kind in DeviceKind)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("KIOSK_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, turning any problem into a :class:`ConfigError` of one line."""
+    config_file = os.environ.get("KIOSK_CONFIG")
+    if config_file and not Path(config_file).is_file():
+        raise ConfigError(f"KIOSK_CONFIG: {config_file} is not a readable file")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_first_problem(exc)) from None
+    except ValueError as exc:  # a TOML syntax error surfaces as a ValueError subclass
+        raise ConfigError(f"KIOSK_CONFIG: {config_file}: {exc}") from None
+
+
+def _first_problem(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    field = str(error["loc"][0]) if error["loc"] else ""
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return f"{field}: unknown setting (see the README for the settings there are)"
+    key = f"KIOSK_{field.upper()} ({field})" if field else "configuration"
+    value = error.get("input")
+    shown = f" (got {value!r})" if isinstance(value, str | int | float) and field else ""
+    more = f"; and {len(exc.errors()) - 1} more problem(s)" if len(exc.errors()) > 1 else ""
+    return f"{key}: {message}{shown}{more}"

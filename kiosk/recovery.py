@@ -1,0 +1,116 @@
+"""Start-up reconciliation: every sale a crash or power cut left unfinished is brought to an end.
+
+| found in             | action                                       | ends in                   |
+|----------------------|----------------------------------------------|---------------------------|
+| created, authorizing | cancel the request at the reader             | cancelled                 |
+| authorized           | void the payment                             | voided (or needs_review)  |
+| dispensing           | outcome unknown: void, flag the slot         | needs_review              |
+| dispensed            | product delivered: capture if the reader can | completed or needs_review |
+| dispense_failed      | void the payment                             | voided (or needs_review)  |
+
+Never charge for a product not seen to drop, never leave a session open on the reader, and
+say so whenever the kiosk cannot be sure. Each step is a sale_event and an audit entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from drivers.base import CardReader, DeviceError
+from kiosk import settlement
+from kiosk.ledger import Effect, Ledger, both, credit_back, flag_slot
+from kiosk.models import Sale
+from kiosk.states import PaymentMethod, SaleState
+from kiosk.states import SaleState as S
+
+log = logging.getLogger(__name__)
+
+ACTOR = "recovery"
+
+
+@dataclass(frozen=True)
+class Recovered:
+    sale_id: str
+    found: SaleState
+    ended: SaleState
+    reason: str
+
+
+async def recover(
+    ledger: Ledger, card: CardReader | None, settle_timeout: float
+) -> list[Recovered]:
+    """Bring every unfinished sale to a terminal state; returns what was done, oldest first."""
+    done: list[Recovered] = []
+    for sale in ledger.unfinished():
+        found = SaleState(sale.state)
+        ended, reason = await _settle(ledger, card, sale, found, settle_timeout)
+        ledger.audit(ACTOR, "recover_sale", sale.id,
+                     before={"state": found.value}, after={"state": ended.value, "reason": reason})
+        log.warning("recovered sale %s: %s -> %s (%s)", sale.id, found, ended, reason)
+        done.append(Recovered(sale.id, found, ended, reason))
+    return done
+
+
+async def _settle(
+    ledger: Ledger, card: CardReader | None, sale: Sale, found: SaleState, timeout: float
+) -> tuple[SaleState, str]:
+    detail = {"recovered_from": found.value}
+    if found in (S.CREATED, S.AUTHORIZING):
+        note = await _cancel_at_reader(card, sale, timeout)
+        reason = "interrupted by a restart before payment" + (f"; {note}" if note else "")
+        ledger.move(sale.id, S.CANCELLED, detail, reason=reason)
+        return S.CANCELLED, reason
+    if found in (S.AUTHORIZED, S.DISPENSE_FAILED):
+        why = "interrupted by a restart before the vend"
+        if found is S.DISPENSE_FAILED:
+            why = f"not delivered ({sale.reason or 'vend failed'})"
+        return await _give_back(ledger, card, sale, detail, why, S.VOIDED, None, timeout)
+    if found is S.DISPENSING:
+        why = "interrupted by a restart during the vend: outcome unknown, check the slot's stock"
+        return await _give_back(ledger, card, sale, detail, why, S.NEEDS_REVIEW,
+                                flag_slot("a vend was interrupted: check stock"), timeout)
+    # dispensed: the beam saw the product fall, so the customer has it and owes for it.
+    problem = await settlement.capture(card, sale, timeout)
+    if problem:
+        reason = f"product delivered before a restart; {problem}"
+        ledger.move(sale.id, S.NEEDS_REVIEW, detail, reason=reason)
+        return S.NEEDS_REVIEW, reason
+    ledger.move(sale.id, S.COMPLETED, detail, reason="completed after a restart")
+    return S.COMPLETED, "completed after a restart"
+
+
+async def _give_back(
+    ledger: Ledger,
+    card: CardReader | None,
+    sale: Sale,
+    detail: dict[str, str],
+    why: str,
+    done: SaleState,
+    effect: Effect | None,
+    timeout: float,
+) -> tuple[SaleState, str]:
+    problem = await settlement.void(card, sale, timeout)
+    if problem:
+        reason = f"{why}; {problem}"
+        ledger.move(sale.id, S.NEEDS_REVIEW, detail, reason=reason, effect=effect)
+        return S.NEEDS_REVIEW, reason
+    returned = "payment reverted" if sale.method == PaymentMethod.CARD else "balance credited back"
+    reason = f"{why}; {returned}"
+    ledger.move(sale.id, done, detail, reason=reason, effect=both(effect, credit_back))
+    return done, reason
+
+
+async def _cancel_at_reader(card: CardReader | None, sale: Sale, timeout: float) -> str:
+    """Close any vend request the crash left open; returns a note when that was not possible."""
+    if sale.method != PaymentMethod.CARD:
+        return ""
+    if card is None:
+        return "card reader unavailable, its request expires by itself"
+    with contextlib.suppress(DeviceError, TimeoutError):
+        async with asyncio.timeout(timeout):
+            await card.cancel()
+        return ""
+    return "the card reader did not confirm the cancel"

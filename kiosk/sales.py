@@ -1,0 +1,442 @@
+"""The sale engine: takes one sale at a time from payment to product, driving the devices.
+
+Every step is recorded durably (see :mod:`kiosk.ledger`) *before* the next physical side
+effect: the sale is ``authorizing`` before the reader is asked, ``dispensing`` before the motor
+starts, ``dispensed`` as soon as the drop beam fired. A crash anywhere therefore leaves a state
+from which :mod:`kiosk.recovery` knows what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from drivers.base import (
+    AuthorizationOutcome,
+    DeviceError,
+    DeviceRejected,
+    DeviceTimeout,
+    DeviceUnavailable,
+    DispenseOutcome,
+    DispenseResult,
+    FingerMatch,
+)
+from kiosk import settlement
+from kiosk.config import Settings
+from kiosk.events import EventBus
+from kiosk.hardware import Hardware
+from kiosk.ledger import (
+    Effect,
+    Ledger,
+    LedgerError,
+    NotRecorded,
+    SaleBusy,
+    SaleNotFound,
+    SlotUnavailable,
+    balance_of,
+    both,
+    credit_back,
+    debit,
+    flag_slot,
+    product_left_slot,
+)
+from kiosk.models import Sale
+from kiosk.service import Service
+from kiosk.states import TERMINAL, PaymentMethod, SaleState
+from kiosk.states import SaleState as S
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class PaymentUnavailable(LedgerError):
+    code = "payment_unavailable"
+
+
+class OutOfService(LedgerError):
+    code = "out_of_service"
+
+
+class TooLate(LedgerError):
+    code = "too_late"
+
+
+class InsufficientBalance(LedgerError):
+    code = "insufficient_balance"
+
+    def __init__(self, balance_cents: int) -> None:
+        super().__init__(f"the balance of {balance_cents} cents does not cover the price")
+        self.balance_cents = balance_cents
+
+
+#: What the customer should do or know, by state: the touchscreen shows it.
+INSTRUCTIONS: dict[tuple[SaleState, PaymentMethod | None], str] = {
+    (S.AUTHORIZING, PaymentMethod.CARD): "present your card",
+    (S.AUTHORIZING, PaymentMethod.ACCOUNT): "place your finger",
+    (S.AUTHORIZED, None): "payment accepted",
+    (S.DISPENSING, None): "dispensing",
+    (S.DISPENSED, None): "take your product",
+    (S.COMPLETED, None): "take your product",
+    (S.DISPENSE_FAILED, None): "not delivered: refunding",
+    (S.VOIDED, PaymentMethod.CARD): "not delivered: you were not charged",
+    (S.VOIDED, PaymentMethod.ACCOUNT): "not delivered: your balance was credited back",
+    (S.NEEDS_REVIEW, None): "please ask staff: this sale is being reviewed",
+    (S.DECLINED, None): "payment declined",
+    (S.CANCELLED, None): "cancelled",
+}
+
+#: Vend outcomes after which the slot must not be sold from until a technician looked.
+SLOT_FAULTS = {
+    DispenseOutcome.JAMMED: "jammed: clear the spiral",
+    DispenseOutcome.MOTOR_MISSING: "motor does not turn: check the motor",
+    DispenseOutcome.NOT_DROPPED: "no product seen to drop: check stock and the drop beam",
+    DispenseOutcome.BEAM_BLOCKED: "drop beam blocked: clear the delivery bin",
+}
+
+
+def instruction(sale: Sale) -> str:
+    state, method = SaleState(sale.state), PaymentMethod(sale.method)
+    return INSTRUCTIONS.get((state, method)) or INSTRUCTIONS.get((state, None), "")
+
+
+def sale_view(sale: Sale) -> dict[str, Any]:
+    """A sale as the customer screen and the event stream see it."""
+    return {
+        "id": sale.id,
+        "slot": sale.slot_code,
+        "product": sale.product_name,
+        "price_cents": sale.price_cents,
+        "method": str(sale.method),
+        "state": str(sale.state),
+        "terminal": SaleState(sale.state) in TERMINAL,
+        "reason": sale.reason,
+        "instruction": instruction(sale),
+        "created_at": sale.created_at.isoformat(),
+        "updated_at": sale.updated_at.isoformat(),
+    }
+
+
+@dataclass
+class _Run:
+    """The one sale in progress, and the customer's request to cancel it."""
+
+    sale: Sale
+    cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    payment_settled: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+
+class Sales:
+    """Starts, drives, cancels and waits for sales; at most one at a time."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        hardware: Hardware,
+        service: Service,
+        settings: Settings,
+        bus: EventBus,
+    ) -> None:
+        self.ledger = ledger
+        self.hardware = hardware
+        self.service = service
+        self.settings = settings
+        self.bus = bus
+        self._run: _Run | None = None
+
+    @property
+    def current(self) -> Sale | None:
+        return self._run.sale if self._run else None
+
+    async def start(self, slot_code: str, method: PaymentMethod) -> Sale:
+        """Open a sale and start driving it; returns at once with the ``created`` sale."""
+        # No await between this check and taking the run: of concurrent requests, one wins.
+        if self._run is not None:
+            raise SaleBusy("another sale is in progress; wait for it to finish")
+        status = self.service.status()
+        if not status.in_service:
+            raise OutOfService("the kiosk is out of service: " + "; ".join(status.reasons))
+        if method not in status.payment_methods:
+            raise PaymentUnavailable(f"paying by {method} is not available right now")
+        vending = self.hardware.vending
+        if vending is not None and slot_code not in vending.slots():
+            raise SlotUnavailable(f"the vending mechanism has no slot {slot_code}")
+        sale = self.ledger.open_sale(slot_code, method)
+        run = _Run(sale)
+        self._run = run
+        run.task = asyncio.create_task(self._drive(run), name=f"sale {sale.id}")
+        self._announce(sale)
+        return sale
+
+    async def cancel(self, sale_id: str) -> Sale:
+        """The customer cancels: allowed while waiting for payment; idempotent once ended."""
+        run = self._run
+        if run is None or run.sale.id != sale_id:
+            sale = self.ledger.get(sale_id)
+            if SaleState(sale.state) not in TERMINAL:
+                raise TooLate(f"sale {sale_id} is being finished; it cannot be cancelled now")
+            return sale
+        if SaleState(run.sale.state) not in (S.CREATED, S.AUTHORIZING):
+            raise TooLate("the product is already on its way; the sale cannot be cancelled")
+        run.cancel_requested.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.settle_timeout):
+                await run.payment_settled.wait()
+        return self.ledger.get(sale_id)
+
+    async def wait(self, sale_id: str) -> Sale:
+        """Wait until the sale has ended (tests, the command line) and return it."""
+        run = self._run
+        if run is not None and run.sale.id == sale_id and run.task is not None:
+            await asyncio.shield(run.task)
+        return self.ledger.get(sale_id)
+
+    async def close(self) -> None:
+        """Shut down: a sale waiting for payment is cancelled, a vend is let finish."""
+        run = self._run
+        if run is None or run.task is None:
+            return
+        run.cancel_requested.set()
+        try:
+            async with asyncio.timeout(self.settings.dispense_timeout):
+                await asyncio.shield(run.task)
+        except TimeoutError:
+            # Recovery will settle whatever state was last recorded.
+            run.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run.task
+
+    # --- the drive ---------------------------------------------------------------------------
+
+    async def _drive(self, run: _Run) -> None:
+        try:
+            paid = await self._take_payment(run)
+            run.payment_settled.set()
+            if paid:
+                await self._vend(run)
+        except NotRecorded as exc:
+            # The disk refused a write: stop before any further side effect. The service is
+            # now out of service (the database is not writable), and recovery at the next
+            # start settles the sale from its last recorded state.
+            log.critical("sale %s stopped: %s", run.sale.id, exc)
+            await self._release_reader()
+        except Exception:
+            log.exception("sale %s failed unexpectedly in %s", run.sale.id, run.sale.state)
+            await self._release_reader()
+        finally:
+            run.payment_settled.set()
+            self._run = None
+            self.bus.publish("service", self.service.status().as_dict())
+
+    async def _take_payment(self, run: _Run) -> bool:
+        """Authorize the sale's payment; False when the sale ended without one."""
+        await self._move(run, S.AUTHORIZING)
+        if run.sale.method == PaymentMethod.CARD:
+            return await self._take_card(run)
+        return await self._take_account(run)
+
+    async def _take_card(self, run: _Run) -> bool:
+        card = self.hardware.card
+        if card is None:
+            await self._move(run, S.CANCELLED, reason="the card reader is unavailable")
+            return False
+        item = self._item_number(run.sale.slot_code)
+        timeout = self.settings.payment_timeout
+        outcome, value = await self._race(
+            run, lambda: card.authorize(run.sale.price_cents, item, timeout),
+            timeout + self.settings.settle_timeout,
+        )
+        if outcome == "error":
+            await self._move(run, S.CANCELLED, reason=f"card reader problem: {value}")
+            return False
+        if value is None:
+            await self._move(run, S.CANCELLED, reason=outcome)
+            return False
+        auth = value
+        if auth.outcome is AuthorizationOutcome.APPROVED:
+            reference = auth.reference
+
+            def keep_reference(_session: Any, sale: Sale) -> None:
+                sale.reader_reference = reference
+
+            await self._move(run, S.AUTHORIZED, {"reference": reference}, effect=keep_reference)
+            if run.cancel_requested.is_set():  # approved in the same instant as the cancel
+                await self._give_back(run, "cancelled by the customer", S.VOIDED)
+                return False
+            return True
+        reasons = {
+            AuthorizationOutcome.DECLINED: (S.DECLINED, auth.reason or "card declined"),
+            AuthorizationOutcome.CANCELLED: (S.CANCELLED, "cancelled at the card reader"),
+            AuthorizationOutcome.TIMED_OUT: (S.CANCELLED, "no card was presented in time"),
+        }
+        state, reason = reasons[auth.outcome]
+        await self._move(run, state, reason=reason)
+        return False
+
+    async def _take_account(self, run: _Run) -> bool:
+        reader = self.hardware.fingerprint
+        if reader is None:
+            await self._move(run, S.CANCELLED, reason="the fingerprint reader is unavailable")
+            return False
+        timeout = self.settings.payment_timeout
+        outcome, value = await self._race(
+            run, lambda: reader.identify(timeout), timeout + self.settings.settle_timeout
+        )
+        if outcome == "error":
+            reason = ("no finger was placed in time" if isinstance(value, DeviceTimeout)
+                      else f"fingerprint reader problem: {value}")
+            await self._move(run, S.CANCELLED, reason=reason)
+            return False
+        if outcome != "done":
+            await self._move(run, S.CANCELLED, reason=outcome)
+            return False
+        match: FingerMatch | None = value
+        member = self.ledger.member_by_page(match.page) if match else None
+        if member is None or not member.active or member.id is None:
+            await self._move(run, S.DECLINED, {"page": match.page if match else None},
+                             reason="fingerprint not recognised")
+            return False
+        member_id = member.id
+
+        def debit_if_covered(session: Any, sale: Sale) -> None:
+            balance = balance_of(session, member_id)
+            if balance < sale.price_cents:
+                raise InsufficientBalance(balance)
+            debit(member_id)(session, sale)
+
+        try:
+            await self._move(run, S.AUTHORIZED, {"member": member_id}, effect=debit_if_covered)
+        except InsufficientBalance as exc:
+            detail = {"member": member_id, "balance_cents": exc.balance_cents}
+            await self._move(run, S.DECLINED, detail, reason="insufficient balance")
+            return False
+        return True
+
+    async def _vend(self, run: _Run) -> None:
+        await self._move(run, S.DISPENSING)
+        result, failure, unknown = await self._dispense(run.sale.slot_code)
+        if unknown:
+            await self._give_back(
+                run, f"vend outcome unknown ({unknown}); payment returned, check the slot",
+                S.NEEDS_REVIEW, flag_slot("vend outcome unknown: check stock"),
+            )
+            return
+        detail = _dispense_detail(result) if result else {}
+        if result is not None and result.delivered:
+            await self._move(run, S.DISPENSED, detail, effect=product_left_slot)
+            problem = await settlement.capture(self.hardware.card, run.sale,
+                                               self.settings.settle_timeout)
+            if problem:
+                await self._move(run, S.NEEDS_REVIEW, reason=f"product delivered; {problem}")
+            else:
+                await self._move(run, S.COMPLETED)
+            return
+        fault = SLOT_FAULTS.get(result.outcome) if result else None
+        await self._move(run, S.DISPENSE_FAILED, detail, reason=failure,
+                         effect=flag_slot(fault) if fault else None)
+        await self._give_back(run, f"not delivered ({failure})", S.VOIDED)
+
+    async def _dispense(self, slot: str) -> tuple[DispenseResult | None, str, str]:
+        """Vend from ``slot``: the result, why nothing was delivered, why the outcome is unknown."""
+        vending = self.hardware.vending
+        if vending is None:
+            return None, "the vending mechanism is unavailable", ""
+        try:
+            async with asyncio.timeout(self.settings.dispense_timeout):
+                result = await vending.dispense(slot)
+        except (DeviceUnavailable, DeviceRejected) as exc:
+            return None, f"nothing was dispensed: {exc.message}", ""  # no motor moved
+        except TimeoutError:
+            return None, "", f"the vend took longer than {self.settings.dispense_timeout:g} s"
+        except DeviceError as exc:
+            return None, "", f"vending mechanism problem: {exc.message}"
+        except Exception as exc:
+            log.exception("dispense from slot %s raised", slot)
+            return None, "", f"vending mechanism failed: {exc}"
+        return result, "" if result.delivered else str(result.outcome), ""
+
+    async def _give_back(
+        self, run: _Run, why: str, done: SaleState, effect: Effect | None = None
+    ) -> None:
+        """Void the payment: ``done`` when confirmed, needs_review when the reader did not."""
+        problem = await settlement.void(self.hardware.card, run.sale, self.settings.settle_timeout)
+        if problem:
+            await self._move(run, S.NEEDS_REVIEW, reason=f"{why}; {problem}", effect=effect)
+        else:
+            await self._move(run, done, reason=why, effect=both(effect, credit_back))
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    async def _race(
+        self, run: _Run, start: Callable[[], Awaitable[T]], deadline: float
+    ) -> tuple[str, Any]:
+        """Wait for a device call, the customer's cancel, or the deadline, whichever is first.
+
+        Returns ``("done", result)``, ``("error", DeviceError)``, or a reason and None when
+        the call was abandoned (the call's task is cancelled, which the driver turns into a
+        cancel at the device).
+        """
+
+        async def call() -> T:
+            return await start()
+
+        task = asyncio.ensure_future(call())
+        cancel = asyncio.ensure_future(run.cancel_requested.wait())
+        done, _ = await asyncio.wait({task, cancel}, timeout=deadline,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        cancel.cancel()
+        if task not in done:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, DeviceError):
+                await task
+        if task.done() and not task.cancelled():
+            error = task.exception()
+            if error is None:
+                return "done", task.result()
+            if isinstance(error, DeviceError):
+                return "error", error
+            raise error
+        if cancel in done:
+            return "cancelled by the customer", None
+        return "timed out waiting for payment", None
+
+    async def _move(
+        self,
+        run: _Run,
+        target: SaleState,
+        detail: dict[str, Any] | None = None,
+        *,
+        reason: str | None = None,
+        effect: Effect | None = None,
+    ) -> None:
+        sale, moved = self.ledger.move(run.sale.id, target, detail, reason=reason, effect=effect)
+        run.sale = sale
+        if moved:
+            self._announce(sale)
+
+    def _announce(self, sale: Sale) -> None:
+        self.bus.publish("sale", sale_view(sale))
+
+    def _item_number(self, slot_code: str) -> int:
+        slot = self.ledger.slot(slot_code)
+        return slot.id if slot and slot.id is not None else 0
+
+    async def _release_reader(self) -> None:
+        card = self.hardware.card
+        if card is not None:
+            with contextlib.suppress(DeviceError, TimeoutError):
+                async with asyncio.timeout(self.settings.settle_timeout):
+                    await card.cancel()
+
+
+def _dispense_detail(result: DispenseResult) -> dict[str, Any]:
+    return {"outcome": str(result.outcome), "nudges": result.nudges,
+            "motor_seconds": round(result.motor_seconds, 3)}
+
+
+__all__ = ["OutOfService", "PaymentUnavailable", "SaleBusy", "SaleNotFound", "Sales", "TooLate"]

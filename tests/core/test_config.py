@@ -1,0 +1,98 @@
+"""Configuration: a bad value stops the start-up with one line naming the key, exit status 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from drivers.base import DeviceKind
+from kiosk.cli import main
+from kiosk.config import ConfigError, load_settings
+
+
+def start_with(env: dict[str, str], capsys: pytest.CaptureFixture[str],
+               monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    code = main(["db", "status"])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("env", "key", "says"),
+    [
+        ({"KIOSK_CARD": "paypal://reader"}, "KIOSK_CARD", "unknown scheme 'paypal'"),
+        ({"KIOSK_FINGERPRINT": "r30x"}, "KIOSK_FINGERPRINT", "is not a device URL"),
+        ({"KIOSK_VENDING": "gpio-spiral://?layout"}, "KIOSK_VENDING", "malformed"),
+        ({"KIOSK_CARD": "qibixx://"}, "KIOSK_CARD", "names no serial port"),
+        ({"KIOSK_PORT": "eighty"}, "KIOSK_PORT", "valid integer"),
+        ({"KIOSK_PAYMENT_TIMEOUT": "-5"}, "KIOSK_PAYMENT_TIMEOUT", "greater than 0"),
+        ({"KIOSK_TRUSTED_NETWORKS": "10.0.0.0/8,lan"}, "KIOSK_TRUSTED_NETWORKS", "'lan'"),
+        ({"KIOSK_ENVIRONMENT": "staging"}, "KIOSK_ENVIRONMENT", "'development' or 'production'"),
+    ],
+)
+def test_bad_setting_is_one_line_naming_the_key(
+    env: dict[str, str], key: str, says: str,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    code, err = start_with(env, capsys, monkeypatch)
+    assert code == 2
+    assert err.count("\n") == 1 and key in err and says in err, err
+
+
+def test_production_refuses_a_simulator(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, err = start_with({"KIOSK_ENVIRONMENT": "production",
+                            "KIOSK_CARD": "qibixx:///dev/ttyACM0",
+                            "KIOSK_FINGERPRINT": "r30x:///dev/serial0"}, capsys, monkeypatch)
+    assert code == 2 and "vending is sim:// but environment is production" in err
+
+
+def test_toml_file_is_read_and_environment_wins(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "kiosk.toml"
+    config.write_text('card = "qibixx:///dev/ttyACM0?baud=115200"\nport = 9000\n'
+                      'technician_networks = ["192.168.1.0/24"]\n')
+    monkeypatch.setenv("KIOSK_CONFIG", str(config))
+    monkeypatch.setenv("KIOSK_PORT", "9100")
+    settings = load_settings()
+    card = settings.device_url(DeviceKind.CARD)
+    assert (card.scheme, card.path, card.params) == ("qibixx", "/dev/ttyACM0", {"baud": "115200"})
+    assert settings.port == 9100
+    assert [str(n) for n in settings.technician_networks] == ["192.168.1.0/24"]
+
+
+def test_unknown_toml_key_and_missing_file_are_named(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "kiosk.toml"
+    config.write_text('crad = "sim://"\n')
+    monkeypatch.setenv("KIOSK_CONFIG", str(config))
+    with pytest.raises(ConfigError, match="crad: unknown setting"):
+        load_settings()
+    monkeypatch.setenv("KIOSK_CONFIG", str(tmp_path / "missing.toml"))
+    with pytest.raises(ConfigError, match=r"KIOSK_CONFIG: .*missing\.toml is not a readable file"):
+        load_settings()
+
+
+def test_broken_toml_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "kiosk.toml"
+    config.write_text('card = "sim://\n')
+    monkeypatch.setenv("KIOSK_CONFIG", str(config))
+    with pytest.raises(ConfigError, match="KIOSK_CONFIG"):
+        load_settings()
+
+
+def test_kiosk_command_prints_no_traceback(tmp_path: Path) -> None:
+    env = {**os.environ, "KIOSK_CARD": "bogus://x", "KIOSK_DATABASE": str(tmp_path / "k.db")}
+    done = subprocess.run([sys.executable, "-m", "kiosk.cli", "serve"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "kiosk: configuration error: KIOSK_CARD (card): unknown scheme 'bogus' for the card "
+        "device; known: qibixx, sim (got 'bogus://x')"
+    ]

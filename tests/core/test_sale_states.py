@@ -1,0 +1,111 @@
+"""The state table, enforced by the ledger against a real SQLite file."""
+
+from __future__ import annotations
+
+from collections import deque
+from itertools import product
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from kiosk.db import Database
+from kiosk.ledger import IllegalTransition, Ledger
+from kiosk.models import SaleEvent
+from kiosk.states import OPEN, TERMINAL, TRANSITIONS, PaymentMethod, SaleState
+
+
+def path_to(target: SaleState) -> list[SaleState]:
+    """The shortest walk of legal moves from created to ``target``."""
+    queue: deque[list[SaleState]] = deque([[SaleState.CREATED]])
+    while queue:
+        walk = queue.popleft()
+        if walk[-1] is target:
+            return walk[1:]
+        queue.extend([*walk, nxt] for nxt in sorted(TRANSITIONS[walk[-1]]) if nxt not in walk)
+    raise AssertionError(f"{target} cannot be reached")
+
+
+def sale_in(ledger: Ledger, state: SaleState) -> str:
+    sale = ledger.open_sale("A1", PaymentMethod.CARD)
+    for step in path_to(state):
+        ledger.move(sale.id, step)
+    return sale.id
+
+
+LEGAL = [(a, b) for a, moves in TRANSITIONS.items() for b in sorted(moves)]
+ILLEGAL = [(a, b) for a, b in product(SaleState, SaleState)
+           if b not in TRANSITIONS[a] and a is not b]
+
+
+def test_every_state_is_reachable_and_every_open_state_can_end() -> None:
+    for state in SaleState:
+        assert state is SaleState.CREATED or path_to(state)
+    assert {SaleState.COMPLETED, SaleState.DECLINED, SaleState.CANCELLED,
+                        SaleState.VOIDED, SaleState.NEEDS_REVIEW} == TERMINAL
+
+
+@pytest.mark.parametrize(("current", "target"), LEGAL, ids=[f"{a}->{b}" for a, b in LEGAL])
+def test_legal_transition_is_recorded_with_its_event(
+    database: Database, current: SaleState, target: SaleState
+) -> None:
+    ledger = Ledger(database)
+    sale_id = sale_in(ledger, current)
+    sale, moved = ledger.move(sale_id, target, {"why": "test"})
+    assert moved and sale.state == target
+    last = ledger.history(sale_id)[-1]
+    assert (last.from_state, last.to_state, last.detail) == (current, target, {"why": "test"})
+    assert Ledger(Database(database.path)).get(sale_id).state == target
+
+
+@pytest.mark.parametrize(("current", "target"), ILLEGAL, ids=[f"{a}->{b}" for a, b in ILLEGAL])
+def test_illegal_transition_is_refused_and_changes_nothing(
+    database: Database, current: SaleState, target: SaleState
+) -> None:
+    ledger = Ledger(database)
+    sale_id = sale_in(ledger, current)
+    events_before = len(ledger.history(sale_id))
+    with pytest.raises(IllegalTransition):
+        ledger.move(sale_id, target)
+    assert ledger.get(sale_id).state == current
+    assert len(ledger.history(sale_id)) == events_before
+
+
+@pytest.mark.parametrize("state", sorted(SaleState))
+def test_repeating_the_current_state_is_a_no_op(database: Database, state: SaleState) -> None:
+    ledger = Ledger(database)
+    sale_id = sale_in(ledger, state)
+    events_before = len(ledger.history(sale_id))
+    sale, moved = ledger.move(sale_id, state)
+    assert not moved and sale.state == state
+    assert len(ledger.history(sale_id)) == events_before
+
+
+def test_database_holds_one_open_sale_even_for_a_second_process(database: Database) -> None:
+    from kiosk.ledger import SaleBusy
+
+    first = Ledger(database).open_sale("A1", PaymentMethod.CARD)
+    other_process = Ledger(Database(database.path))
+    with pytest.raises(SaleBusy):
+        other_process.open_sale("A2", PaymentMethod.CARD)
+    for step in path_to(SaleState.CANCELLED):
+        Ledger(database).move(first.id, step)
+    assert other_process.open_sale("A2", PaymentMethod.CARD).state == SaleState.CREATED
+
+
+def test_sale_history_is_append_only(database: Database) -> None:
+    ledger = Ledger(database)
+    sale_id = sale_in(ledger, SaleState.AUTHORIZED)
+    with database.session() as session, pytest.raises(IntegrityError, match="append-only"):
+        event = session.get(SaleEvent, ledger.history(sale_id)[0].id)
+        assert event is not None
+        event.detail = {"rewritten": True}
+        session.add(event)
+        session.commit()
+
+
+def test_open_states_in_the_migration_match_the_state_table() -> None:
+    import importlib
+
+    first = importlib.import_module("kiosk.migrations.versions.0001_first_schema")
+    assert set(first.OPEN_STATES) == {s.value for s in OPEN}
+    assert set(first.STATES) == {s.value for s in SaleState}
