@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from drivers.base import Device, DeviceKind
-from kiosk.api import errors, health
+from kiosk.api import catalog, errors, events, health, sales
 from kiosk.config import Settings
 from kiosk.machine import Machine
 
@@ -34,6 +34,8 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
     )
+    app.state.settings = settings
     errors.install(app)
-    app.include_router(health.router)
+    for router in (health.router, catalog.router, sales.router, events.router):
+        app.include_router(router)
     return app

@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     trusted_networks: Annotated[tuple[Network, ...], NoDecode] = ()
     #: Networks from which technicians may reach the maintenance page besides loopback.
     technician_networks: Annotated[tuple[Network, ...], NoDecode] = ()
+    #: Web origins other than the kiosk's own allowed to call the API from a browser.
+    allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
     #: How long a customer has to present a card or a finger before the sale is cancelled.
     payment_timeout: Seconds = 60.0
@@ -90,6 +92,18 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"{text!r} is not a network like 192.168.1.0/24") from None
         return tuple(networks)
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: object) -> object:
+        parts = value.split(",") if isinstance(value, str) else value
+        if not isinstance(parts, list | tuple):
+            raise ValueError("must be a list of origins like https://kiosk.example")
+        origins = tuple(str(part).strip().rstrip("/") for part in parts if str(part).strip())
+        for origin in origins:
+            if not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
+                raise ValueError(f"{origin!r} is not an origin like https://kiosk.example")
+        return origins
 
     @model_validator(mode="after")
     def _production_uses_hardware(self) -> Settings:

@@ -231,6 +231,8 @@ class Sales:
         finally:
             run.payment_settled.set()
             self._run = None
+            # Stock or a slot's fault may have changed: screens refetch the catalog.
+            self.bus.publish("catalog", {"slot": run.sale.slot_code})
             self.bus.publish("service", self.service.status().as_dict())
 
     async def _take_payment(self, run: _Run) -> bool:

@@ -1,0 +1,46 @@
+"""Who may call which routes: by the caller's network address, and by the page's origin.
+
+The customer API starts vends: only the kiosk's own browser (loopback) and networks named in
+``trusted_networks`` may use it. Browsers on other origins are refused outright (the UIs are
+same-origin), so a page elsewhere cannot make the kiosk's own browser start a sale.
+"""
+
+from __future__ import annotations
+
+from ipaddress import ip_address
+
+from fastapi import Request
+
+from kiosk.api.errors import ApiError
+from kiosk.config import LOOPBACK, Network, Settings
+
+
+def address_allowed(host: str | None, networks: tuple[Network, ...]) -> bool:
+    if host is None:
+        return False
+    try:
+        address = ip_address(host)
+    except ValueError:
+        return False
+    if address.version == 6 and address.ipv4_mapped is not None:  # ::ffff:192.168.1.5
+        address = address.ipv4_mapped
+    return any(address in network for network in (*LOOPBACK, *networks))
+
+
+def origin_allowed(request: Request, settings: Settings) -> bool:
+    origin = request.headers.get("origin")
+    if origin is None or (origin == "null" and request.method in ("GET", "HEAD")):
+        return True  # not a cross-origin browser request
+    own = f"{request.url.scheme}://{request.headers.get('host', '')}"
+    return origin.rstrip("/") in (own, *settings.allowed_origins)
+
+
+def customer(request: Request) -> None:
+    """Dependency of every customer route: the kiosk's browser or a trusted network only."""
+    settings: Settings = request.app.state.settings
+    host = request.client.host if request.client else None
+    if not address_allowed(host, settings.trusted_networks):
+        raise ApiError(403, "forbidden", f"{host} may not use the customer API of this kiosk")
+    if not origin_allowed(request, settings):
+        raise ApiError(403, "cross_origin",
+                       f"requests from {request.headers.get('origin')} are not allowed")
