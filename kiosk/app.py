@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from drivers.base import Device, DeviceKind
 from kiosk.api import catalog, errors, events, health, sales
 from kiosk.config import Settings
 from kiosk.machine import Machine
+
+#: The static UIs: web/ beside the packages in a checkout, kiosk/web inside an installed wheel.
+WEB = next((path for path in (Path(__file__).parent / "web", Path(__file__).parents[1] / "web")
+            if path.is_dir()), Path(__file__).parents[1] / "web")
 
 
 def create_app(
@@ -38,4 +44,7 @@ def create_app(
     errors.install(app)
     for router in (health.router, catalog.router, sales.router, events.router):
         app.include_router(router)
+    # The touchscreen UI: static files, no build step; mounted last so the API wins.
+    app.mount("/", StaticFiles(directory=WEB / "customer", html=True, check_dir=False),
+              name="customer")
     return app
