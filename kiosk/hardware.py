@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +48,8 @@ class Hardware:
         self.simulators: dict[DeviceKind, Simulator] = {}
         #: Why a device has no driver at all (not installed, failed to build).
         self._missing: dict[DeviceKind, DeviceHealth] = {}
+        #: Called after any device's health changed (the machine re-assesses its service).
+        self.on_change: list[Callable[[], None]] = []
 
     async def open(self) -> None:
         for kind in DeviceKind:
@@ -133,6 +135,8 @@ class Hardware:
     def _health_changed(self, kind: DeviceKind, health: DeviceHealth) -> None:
         self.bus.publish("device", {"device": kind.value, "state": health.state.value,
                                     "reason": health.reason})
+        for callback in self.on_change:
+            callback()
 
     def _device_event(self, event: DeviceEvent) -> None:
         self.bus.publish("device", {"device": event.device.value, "event": event.name,

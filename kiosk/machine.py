@@ -6,10 +6,11 @@ order the design asks for: database and schema, devices, recovery, then open for
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 
-from drivers.base import Device, DeviceKind
+from drivers.base import Device, DeviceError, DeviceKind
 from kiosk.config import Settings
 from kiosk.db import Database
 from kiosk.events import EventBus
@@ -32,6 +33,9 @@ class Machine:
         self.service = Service(self.db, self.hardware)
         self.sales = Sales(self.ledger, self.hardware, self.service, settings, self.bus)
         self.recovered: list[Recovered] = []
+        self._reader_enabled: bool | None = None
+        self._reader_sync: asyncio.Task[None] | None = None
+        self.hardware.on_change.append(self.service_changed)
 
     async def start(self) -> None:
         """Open everything and settle the past; raises SchemaError for a database it cannot use."""
@@ -44,8 +48,35 @@ class Machine:
         log.info("kiosk ready: %s", "in service" if status.in_service
                  else "out of service: " + "; ".join(status.reasons))
         self.bus.publish("service", status.as_dict())
+        self.service_changed()
+
+    def service_changed(self) -> None:
+        """Re-assess the service: a card reader must not take cards while the kiosk cannot sell."""
+        if not self.service.recovered:
+            return
+        if self._reader_sync is None or self._reader_sync.done():
+            self._reader_sync = asyncio.create_task(self._sync_reader())
+
+    async def _sync_reader(self) -> None:
+        card = self.hardware.card
+        if card is None or not card.health.ok:
+            self._reader_enabled = None  # a reader that comes back enables itself: re-apply
+            return
+        wanted = self.service.status().in_service
+        if wanted == self._reader_enabled or self.sales.current is not None:
+            return
+        try:
+            async with asyncio.timeout(self.settings.settle_timeout):
+                await card.set_enabled(wanted)
+            self._reader_enabled = wanted
+            log.info("card reader %s", "enabled" if wanted else "disabled: kiosk out of service")
+        except (DeviceError, TimeoutError) as exc:
+            log.warning("could not %s the card reader: %s",
+                        "enable" if wanted else "disable", exc)
 
     async def stop(self) -> None:
+        if self._reader_sync is not None:
+            self._reader_sync.cancel()
         await self.sales.close()
         await self.hardware.close()
         self.db.dispose()

@@ -26,6 +26,7 @@ def client_for(settings: Settings, doubles: Doubles) -> TestClient:
         raise RuntimeError("secret internals")
 
     app.include_router(boom)
+    app.router.routes.insert(0, app.router.routes.pop())  # ahead of the static UI's mount
     return TestClient(app, raise_server_exceptions=False)
 
 

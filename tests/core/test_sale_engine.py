@@ -266,3 +266,15 @@ async def test_history_survives_reopening_the_database(machine: Machine) -> None
     after = [(e.from_state, e.to_state, e.detail) for e in reopened.history(sale_id)]
     assert after == before and len(after) == 6
     assert reopened.get(sale_id).state == SaleState.COMPLETED
+
+
+async def test_card_reader_is_disabled_while_out_of_service_and_back(
+    machine: Machine, doubles: Doubles
+) -> None:
+    assert doubles.card.enabled
+    doubles.vending._set_health(doubles.vending.health.state.OFFLINE, "unplugged")
+    await asyncio.sleep(0.05)
+    assert not doubles.card.enabled
+    doubles.vending._set_health(doubles.vending.health.state.OK, "back")
+    await asyncio.sleep(0.05)
+    assert doubles.card.enabled
