@@ -70,6 +70,7 @@ class SerialLink:
         self._task: asyncio.Task[None] | None = None
         self._first_attempt: asyncio.Event = asyncio.Event()
         self._lost: asyncio.Event = asyncio.Event()
+        self._drop_reason = ""
 
     @property
     def connected(self) -> bool:
@@ -96,6 +97,7 @@ class SerialLink:
         """Close the port (after a fatal protocol state, say); it is reopened after a backoff."""
         if self._writer is not None:
             log.warning("%s: dropping %s: %s", self.device, self.port, reason)
+            self._drop_reason = reason
             self._lost.set()
 
     async def close(self) -> None:
@@ -125,6 +127,7 @@ class SerialLink:
         self._writer = writer
         self._lost.clear()
         pump = asyncio.create_task(self._pump(reader), name=f"serial read {self.port}")
+        lost = asyncio.create_task(self._lost.wait())
         try:
             try:
                 await self._on_connect()
@@ -133,16 +136,16 @@ class SerialLink:
             self.backoff.reset()
             self._on_state(True, f"connected on {self.port}")
             self._first_attempt.set()
-            lost = asyncio.create_task(self._lost.wait())
-            done, _ = await asyncio.wait({pump, lost}, return_when=asyncio.FIRST_COMPLETED)
-            lost.cancel()
-            if pump in done:
+            await asyncio.wait({pump, lost}, return_when=asyncio.FIRST_COMPLETED)
+            if pump.done():
                 return pump.result()
-            return f"{self.port} was closed after a protocol failure"
+            return f"{self.port} closed: {self._drop_reason or 'protocol failure'}"
         finally:
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
+            for child in (pump, lost):
+                child.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await child
+            _reraise_if_cancelled()
 
     async def _pump(self, reader: asyncio.StreamReader) -> str:
         while True:
@@ -159,3 +162,14 @@ class SerialLink:
         if writer is not None:
             with contextlib.suppress(Exception):
                 writer.close()
+
+
+def _reraise_if_cancelled() -> None:
+    """Re-raise a cancellation of this task that a suppress() around a child task swallowed.
+
+    Awaiting a cancelled child inside ``suppress(CancelledError)`` also swallows a cancel
+    aimed at *us* in that moment; without this, ``close()`` could wait forever.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -273,7 +273,7 @@ class Sales:
             return True
         reasons = {
             AuthorizationOutcome.DECLINED: (S.DECLINED, auth.reason or "card declined"),
-            AuthorizationOutcome.CANCELLED: (S.CANCELLED, "cancelled at the card reader"),
+            AuthorizationOutcome.CANCELLED: (S.CANCELLED, "the reader ended without a payment"),
             AuthorizationOutcome.TIMED_OUT: (S.CANCELLED, "no card was presented in time"),
         }
         state, reason = reasons[auth.outcome]
@@ -396,6 +396,9 @@ class Sales:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, DeviceError):
                 await task
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise asyncio.CancelledError  # the engine itself is being stopped
         if task.done() and not task.cancelled():
             error = task.exception()
             if error is None:
