@@ -118,6 +118,21 @@ class Attach(Protocol):
     def __call__(self, url: DeviceUrl, state_dir: Path) -> Attached: ...
 
 
+def check(kind: DeviceKind, url: DeviceUrl) -> None:
+    """Check a real device's URL (its parameters, its layout file) without touching hardware.
+
+    Drivers validate when constructed and talk to the device only in ``open()``, so building
+    one and dropping it is a dry run. ``sim://`` URLs are checked when their simulator starts.
+    Raises :class:`DeviceUrlError` (or another ValueError) saying what is wrong.
+    """
+    if url.scheme == "sim":
+        return
+    try:
+        build(kind, url, Path("."))
+    except DeviceUnavailable:
+        return  # a driver that is not installed is reported offline at start-up, not here
+
+
 def build(kind: DeviceKind, url: DeviceUrl, state_dir: Path) -> Attached:
     """Build (not open) the device a URL names. ``state_dir`` is where simulators keep state.
 

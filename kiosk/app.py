@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from drivers.base import Device, DeviceKind
-from kiosk.api import catalog, errors, events, health, sales
+from kiosk.api import catalog, errors, events, health, sales, sim
 from kiosk.config import Settings
 from kiosk.machine import Machine
 
@@ -44,6 +44,10 @@ def create_app(
     errors.install(app)
     for router in (health.router, catalog.router, sales.router, events.router):
         app.include_router(router)
+    if settings.simulated:
+        app.include_router(sim.router)
+        app.mount("/dev", StaticFiles(directory=WEB / "dev", html=True, check_dir=False),
+                  name="simulator-panel")
     # The touchscreen UI: static files, no build step; mounted last so the API wins.
     app.mount("/", StaticFiles(directory=WEB / "customer", html=True, check_dir=False),
               name="customer")

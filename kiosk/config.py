@@ -21,7 +21,7 @@ from pydantic_settings import (
 )
 
 from drivers.base import DeviceKind
-from drivers.registry import DeviceUrl, DeviceUrlError, parse_device_url
+from drivers.registry import DeviceUrl, check, parse_device_url
 
 Network = IPv4Network | IPv6Network
 Seconds = Annotated[float, Field(gt=0, le=3600)]
@@ -70,10 +70,13 @@ class Settings(BaseSettings):
             return value
         if not isinstance(value, str):
             raise ValueError("must be a device URL string")
+        kind = DeviceKind(info.field_name)
         try:
-            return parse_device_url(value, DeviceKind(info.field_name))
-        except DeviceUrlError as exc:
+            url = parse_device_url(value, kind)
+            check(kind, url)
+        except ValueError as exc:  # DeviceUrlError, or a driver's own (a layout file's) error
             raise ValueError(str(exc)) from None
+        return url
 
     @field_validator("trusted_networks", "technician_networks", mode="before")
     @classmethod

@@ -5,10 +5,15 @@ Seeded only into an empty database, so it never touches a kiosk that has real da
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlmodel import select
 
 from kiosk.db import Database
 from kiosk.models import AccountEntry, AuditLog, Member, Product, Slot, utcnow
+
+if TYPE_CHECKING:
+    from simulators.fingerprint import FingerprintSimulator
 
 #: (slot, product, description, price in cents, stock, capacity)
 PLANOGRAM: tuple[tuple[str, str, str, int, int, int], ...] = (
@@ -62,3 +67,21 @@ def seed(db: Database) -> bool:
                              after={"slots": len(PLANOGRAM), "members": len(MEMBERS)}))
         session.commit()
     return True
+
+
+def enrol_demo_fingers(db: Database, simulator: FingerprintSimulator) -> list[str]:
+    """Put the demo members' simulated fingers into a simulated module's empty pages.
+
+    A real kiosk enrols members at the maintenance page; the demo members were "enrolled"
+    when the demo data was seeded, so their fingers must be on the (simulated) module too.
+    Returns the fingers enrolled now; pages that hold anything are left alone.
+    """
+    enrolled = []
+    with db.session() as session:
+        pages = {m.fingerprint_page for m in session.exec(select(Member)).all()}
+    library = simulator.library
+    for _name, page, finger, _balance in MEMBERS:
+        if page in pages and page not in library:
+            simulator.enrol(finger, page)
+            enrolled.append(finger)
+    return enrolled

@@ -70,9 +70,10 @@ class Hardware:
             url = self.settings.device_url(kind)
             try:
                 attached = build(kind, url, self.settings.state_dir)
-            except DeviceError as exc:
-                log.error("%s device %s: %s", kind, url, exc.message)
-                self._missing[kind] = _offline(exc.message, url=str(url))
+            except (DeviceError, ValueError) as exc:  # ValueError: a simulator's bad parameter
+                reason = exc.message if isinstance(exc, DeviceError) else str(exc)
+                log.error("%s device %s: %s", kind, url, reason)
+                self._missing[kind] = _offline(reason, url=str(url))
                 return
             driver = attached.driver
             if attached.simulator is not None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, cast
 
 from drivers.base import Device, DeviceError, DeviceKind
+from kiosk import demo
 from kiosk.config import Settings
 from kiosk.db import Database
 from kiosk.events import EventBus
@@ -19,6 +21,9 @@ from kiosk.ledger import Ledger
 from kiosk.recovery import Recovered, recover
 from kiosk.sales import Sales
 from kiosk.service import Service
+
+if TYPE_CHECKING:
+    from simulators.fingerprint import FingerprintSimulator
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +46,12 @@ class Machine:
         """Open everything and settle the past; raises SchemaError for a database it cannot use."""
         self.db.check()
         await self.hardware.open()
+        simulated_reader = self.hardware.simulators.get(DeviceKind.FINGERPRINT)
+        if simulated_reader is not None:
+            fingers = demo.enrol_demo_fingers(self.db, cast("FingerprintSimulator",
+                                                            simulated_reader))
+            if fingers:
+                log.info("demo fingers enrolled on the simulated reader: %s", ", ".join(fingers))
         card, timeout = self.hardware.card, self.settings.settle_timeout
         self.recovered = await recover(self.ledger, card, timeout)
         self.service.recovered = True

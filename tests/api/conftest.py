@@ -17,8 +17,8 @@ from tests.conftest import Doubles
 
 
 class RunningKiosk:
-    def __init__(self, settings: Settings, doubles: Doubles) -> None:
-        self.app = create_app(settings, doubles.as_devices())
+    def __init__(self, settings: Settings, doubles: Doubles | None = None) -> None:
+        self.app = create_app(settings, doubles.as_devices() if doubles else None)
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]

@@ -96,3 +96,15 @@ def test_kiosk_command_prints_no_traceback(tmp_path: Path) -> None:
         "kiosk: configuration error: KIOSK_CARD (card): unknown scheme 'bogus' for the card "
         "device; known: qibixx, sim (got 'bogus://x')"
     ]
+
+
+def test_driver_parameters_and_layout_files_are_checked_at_start_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, err = start_with({"KIOSK_VENDING": f"gpio-spiral://?layout={tmp_path}/none.toml"},
+                           capsys, monkeypatch)
+    assert code == 2 and err.startswith("kiosk: configuration error: KIOSK_VENDING (vending):")
+    assert "none.toml" in err and err.count("\n") == 1
+    monkeypatch.delenv("KIOSK_VENDING")
+    code, err = start_with({"KIOSK_CARD": "qibixx:///dev/ttyACM0?baud=fast"}, capsys, monkeypatch)
+    assert code == 2 and "KIOSK_CARD" in err and "baud" in err and err.count("\n") == 1
