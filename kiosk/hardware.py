@@ -50,6 +50,8 @@ class Hardware:
         self._missing: dict[DeviceKind, DeviceHealth] = {}
         #: Called after any device's health changed (the machine re-assesses its service).
         self.on_change: list[Callable[[], None]] = []
+        #: Called with every device event (the sale engine watches for the drop beam).
+        self.on_event: list[Callable[[DeviceEvent], None]] = []
 
     async def open(self) -> None:
         for kind in DeviceKind:
@@ -140,6 +142,8 @@ class Hardware:
             callback()
 
     def _device_event(self, event: DeviceEvent) -> None:
+        for callback in self.on_event:
+            callback(event)
         self.bus.publish("device", {"device": event.device.value, "event": event.name,
                                     **{k: v for k, v in event.detail.items()}})
 

@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 from drivers.base import (
     AuthorizationOutcome,
     DeviceError,
+    DeviceEvent,
+    DeviceKind,
     DeviceRejected,
     DeviceTimeout,
     DeviceUnavailable,
@@ -148,6 +150,7 @@ class Sales:
         self.settings = settings
         self.bus = bus
         self._run: _Run | None = None
+        hardware.on_event.append(self._device_event)
 
     @property
     def current(self) -> Sale | None:
@@ -330,6 +333,7 @@ class Sales:
             return
         detail = _dispense_detail(result) if result else {}
         if result is not None and result.delivered:
+            # Usually recorded already, the moment the beam fired (see _device_event).
             await self._move(run, S.DISPENSED, detail, effect=product_left_slot)
             problem = await settlement.capture(self.hardware.card, run.sale,
                                                self.settings.settle_timeout)
@@ -371,6 +375,24 @@ class Sales:
             await self._move(run, S.NEEDS_REVIEW, reason=f"{why}; {problem}", effect=effect)
         else:
             await self._move(run, done, reason=why, effect=both(effect, credit_back))
+
+    def _device_event(self, event: DeviceEvent) -> None:
+        """The drop beam fired: the sale is durably ``dispensed`` now, not when the call returns.
+
+        A crash between the drop and the end of the turn then still charges for (and counts)
+        the product the customer has. Runs on the loop's thread; the ledger write is sync.
+        """
+        run = self._run
+        if (run is None or event.device is not DeviceKind.VENDING
+                or event.name != "product_dropped"
+                or event.detail.get("slot") != run.sale.slot_code
+                or run.sale.state != S.DISPENSING):
+            return
+        sale, moved = self.ledger.move(run.sale.id, S.DISPENSED, {"seen": "drop beam"},
+                                       effect=product_left_slot)
+        run.sale = sale
+        if moved:
+            self._announce(sale)
 
     # --- plumbing ----------------------------------------------------------------------------
 

@@ -60,6 +60,8 @@ class FakeVending(VendingMechanism):
         self.gate = Gate()
         self.running = 0
         self.most_running = 0
+        #: Fire the drop beam's event before the turn ends (the real driver does at the drop).
+        self.drop_early = False
 
     async def open(self) -> None:
         self._set_health(HealthState.OK, "test double ready")
@@ -76,6 +78,8 @@ class FakeVending(VendingMechanism):
         self.running += 1
         self.most_running = max(self.most_running, self.running)
         try:
+            if self.drop_early and self.outcome is DispenseOutcome.DELIVERED:
+                self._emit("product_dropped", slot=slot)
             await self.gate.pass_through()
             if self.error is not None:
                 raise self.error

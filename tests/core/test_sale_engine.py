@@ -278,3 +278,19 @@ async def test_card_reader_is_disabled_while_out_of_service_and_back(
     doubles.vending._set_health(doubles.vending.health.state.OK, "back")
     await asyncio.sleep(0.05)
     assert doubles.card.enabled
+
+
+async def test_drop_is_durable_the_moment_the_beam_fires(
+    machine: Machine, doubles: Doubles
+) -> None:
+    doubles.vending.drop_early = True
+    doubles.vending.gate.close()  # the spiral is still finishing its turn
+    before = stock(machine, "A1")
+    sale = await machine.sales.start("A1", CARD)
+    await doubles.vending.gate.entered.wait()
+    assert machine.ledger.get(sale.id).state == SaleState.DISPENSED
+    assert stock(machine, "A1") == before - 1
+    doubles.vending.gate.open()
+    assert (await machine.sales.wait(sale.id)).state == SaleState.COMPLETED
+    assert stock(machine, "A1") == before - 1  # counted once
+    assert states(machine, sale.id).count("dispensed") == 1
