@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     #: Web origins other than the kiosk's own allowed to call the API from a browser.
     allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
+    #: The currency prices are in (ISO 4217); money is always integer cents of it.
+    currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
     #: How long a customer has to present a card or a finger before the sale is cancelled.
     payment_timeout: Seconds = 60.0
     #: How long a whole vend may take before its outcome is treated as unknown.

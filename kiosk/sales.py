@@ -340,7 +340,7 @@ class Sales:
             if problem:
                 await self._move(run, S.NEEDS_REVIEW, reason=f"product delivered; {problem}")
             else:
-                await self._move(run, S.COMPLETED)
+                await self._move(run, S.COMPLETED, detail)
             return
         fault = SLOT_FAULTS.get(result.outcome) if result else None
         await self._move(run, S.DISPENSE_FAILED, detail, reason=failure,

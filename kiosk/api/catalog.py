@@ -36,5 +36,10 @@ async def catalog(machine: MachineDep) -> CatalogPublic:
             product=ProductPublic(id=product.id, name=product.name,
                                   description=product.description, image=product.image),
         ))
-    return CatalogPublic(in_service=status.in_service, payment_methods=list(status.payment_methods),
-                         simulated=bool(machine.hardware.simulators), slots=slots)
+    return CatalogPublic(
+        currency=machine.settings.currency,
+        in_service=status.in_service,
+        payment_methods=list(status.payment_methods),
+        simulated=bool(machine.hardware.simulators),
+        slots=slots,
+    )

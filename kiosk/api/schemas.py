@@ -30,6 +30,8 @@ class SlotPublic(BaseModel):
 
 
 class CatalogPublic(BaseModel):
+    #: ISO 4217 code; every price is in integer cents (minor units) of it.
+    currency: str
     in_service: bool
     payment_methods: list[PaymentMethod]
     simulated: bool

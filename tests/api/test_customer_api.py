@@ -39,7 +39,7 @@ def test_catalog_lists_the_planogram_with_prices_and_payments(http: httpx.Client
     assert len(slots) == 12
     assert slots["A1"]["product"]["name"] == "Still Water 500 ml"
     assert slots["A1"]["price_cents"] == 120 and slots["A1"]["stock_state"] == "available"
-    assert catalog["in_service"] is True
+    assert catalog["in_service"] is True and catalog["currency"] == "EUR"
     assert catalog["payment_methods"] == ["card", "account"]
 
 
