@@ -10,7 +10,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, String
+from sqlalchemy import JSON, Column, DateTime, Dialect, String
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 from kiosk.states import PaymentMethod, SaleState
@@ -20,10 +21,27 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class UtcDateTime(TypeDecorator[datetime]):
+    """A UTC time that comes back from SQLite as UTC (SQLite itself keeps no time zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive time {value} given: the kiosk stores UTC times only")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
 def _time(nullable: bool = False, index: bool = False) -> Any:
     return Field(
         default_factory=utcnow if not nullable else None,
-        sa_column=Column(DateTime(timezone=True), nullable=nullable, index=index),
+        sa_column=Column(UtcDateTime(), nullable=nullable, index=index),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 from sqlmodel import select
@@ -265,7 +266,9 @@ async def test_history_survives_reopening_the_database(machine: Machine) -> None
     reopened = Ledger(Database(machine.settings.database))
     after = [(e.from_state, e.to_state, e.detail) for e in reopened.history(sale_id)]
     assert after == before and len(after) == 6
-    assert reopened.get(sale_id).state == SaleState.COMPLETED
+    sale = reopened.get(sale_id)
+    assert sale.state == SaleState.COMPLETED
+    assert sale.created_at.utcoffset() == timedelta(0)  # SQLite keeps no zone; we do
 
 
 async def test_card_reader_is_disabled_while_out_of_service_and_back(
