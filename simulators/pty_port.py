@@ -3,7 +3,9 @@
 A device simulator gives :class:`PtyPort` a function that turns received bytes into the bytes
 to send back; the port does the rest. It runs its own thread (``select()`` on the pty), so it
 works beside any event loop and in plain synchronous tests, and any client opens
-:attr:`PtyPort.port` exactly as it would open ``/dev/ttyUSB0``.
+:attr:`PtyPort.port` exactly as it would open ``/dev/ttyUSB0``. A device that also speaks
+unasked writes with :meth:`PtyPort.send` and schedules its own later work with
+:meth:`PtyPort.after`; a line-protocol device wraps its handler in a :class:`LineFeed`.
 
 Unplug and replug: a pty's path dies with it and a new pty gets a new path, so
 :attr:`PtyPort.port` is a stable symlink, in a private temp directory, to the current pty.
@@ -15,9 +17,13 @@ pty and points the symlink at it, so a client that keeps reopening the path find
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
+import logging
 import os
 import queue
 import select
+import shutil
 import tempfile
 import threading
 import time
@@ -25,14 +31,48 @@ import tty
 from collections.abc import Callable
 from pathlib import Path
 
+log = logging.getLogger(__name__)
+
 Answer = Callable[[bytes], bytes]
+
+
+class LineFeed:
+    """An :data:`Answer` for an ASCII line protocol: each complete line goes to ``on_line``.
+
+    ``on_line`` gets the line without its ``\\n`` or ``\\r\\n`` and answers, if at all, with
+    :meth:`PtyPort.send`. Of an unfinished line only the last ``limit`` bytes are kept, so a
+    client that never ends a line cannot make it grow without end.
+    """
+
+    def __init__(self, on_line: Callable[[str], None], *, limit: int = 1024) -> None:
+        self._on_line = on_line
+        self._limit = limit
+        self._pending = bytearray()
+
+    def __call__(self, data: bytes) -> bytes:
+        *complete, rest = (self._pending + data).split(b"\n")
+        self._pending = bytearray(rest[-self._limit :])
+        for raw in complete:
+            self._on_line(raw.rstrip(b"\r").decode("ascii", "replace"))
+        return b""
+
+    def clear(self) -> None:
+        """Forget an unfinished line (the device lost power)."""
+        self._pending.clear()
 
 
 class PtyPort:
     """A pty whose far end is ``answer``: bytes in, bytes out, called on the port's thread.
 
-    ``answer`` and ``on_plug`` (called at every plug-in: the device powers up) run holding
-    ``lock``, so the simulator can share that lock to guard its own state.
+    ``answer``, ``on_plug`` (called at every plug-in: the device powers up), ``on_unplug``
+    (called before the pty goes: the device loses power) and the work given to :meth:`after`
+    run holding ``lock``, so the simulator can share that lock to guard its own state. Never
+    call :meth:`unplug`, :meth:`replug` or :meth:`close` holding it: they wait for the thread.
+
+    The port's private directory is made in ``link_dir`` (default: the system's temporary
+    directory), named ``prefix`` and a random tail. ``drop_unread``: bytes the client leaves
+    unread once the pty's buffer is full are lost, with a warning, as on a UART without flow
+    control; otherwise they wait until the client reads.
     """
 
     def __init__(
@@ -42,27 +82,37 @@ class PtyPort:
         name: str = "ttySIM",
         lock: threading.RLock | None = None,
         on_plug: Callable[[], None] = lambda: None,
+        on_unplug: Callable[[], None] = lambda: None,
+        link_dir: Path | None = None,
+        prefix: str | None = None,
+        drop_unread: bool = False,
     ) -> None:
         self._answer = answer
         self._on_plug = on_plug
+        self._on_unplug = on_unplug
+        self._drop_unread = drop_unread
         self.lock = lock or threading.RLock()
         #: Seconds every answer is held back (a slow device); 0 answers at once.
         self.answer_delay = 0.0
-        self._dir = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+        self._dir = Path(tempfile.mkdtemp(prefix=prefix or f"{name}-", dir=link_dir))
         self._port = self._dir / name
         self._controller: int | None = None
         self._follower: int | None = None
         self._tty: str | None = None
         self._outbox = bytearray()
         self._delayed: list[tuple[float, bytes]] = []
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._order = itertools.count()  # timers due at the same moment run in order given
         self._actions: queue.SimpleQueue[tuple[Callable[[], None], threading.Event]] = (
             queue.SimpleQueue()
         )
         self._stopping = False
         self._closed = False
         self._wake_r, self._wake_w = os.pipe()
-        self._plug()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
         self._thread = threading.Thread(target=self._serve, name=f"pty {self._port}", daemon=True)
+        self._plug()
         self._thread.start()
 
     @property
@@ -79,8 +129,36 @@ class PtyPort:
     def plugged(self) -> bool:
         return self._controller is not None
 
+    def send(self, data: bytes) -> None:
+        """Write ``data`` to the client now, after anything still queued; nothing if unplugged."""
+        with self.lock:
+            if self._controller is None:
+                return
+            self._outbox += data
+            self._flush()
+            if self._outbox:
+                self._wake()  # the rest goes when select() says the client reads again
+
+    def after(self, delay: float, work: Callable[[], None]) -> None:
+        """Run ``work`` on the port's thread, holding :attr:`lock`, ``delay`` s from now."""
+        with self.lock:
+            heapq.heappush(self._timers, (time.monotonic() + delay, next(self._order), work))
+            self._wake()
+
+    def catch_up(self) -> None:
+        """Answer what the client has already sent, now.
+
+        A simulator calls this before it reports its state or acts, so that a line the client
+        wrote just before has been taken, whether or not the port's thread has got to it yet.
+        """
+        with self.lock:
+            self._take_input()
+            self._flush()
+            if self._outbox:
+                self._wake()
+
     def unplug(self) -> None:
-        """Close the pty and remove :attr:`port`."""
+        """Close the pty and remove :attr:`port`; ``on_unplug`` runs first."""
         self._in_server(self._unplug)
 
     def replug(self) -> None:
@@ -88,78 +166,117 @@ class PtyPort:
         self._in_server(self._plug)
 
     def close(self) -> None:
-        """Stop the thread and remove the pty and its directory. Idempotent."""
+        """Stop the thread, unplug, and remove the pty and its directory. Idempotent."""
         with self.lock:
             if self._closed:
                 return
             self._closed = self._stopping = True
-        os.write(self._wake_w, b"x")
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_w, b"x")
         self._thread.join(timeout=5)
         self._unplug()
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
-        with contextlib.suppress(OSError):
-            self._dir.rmdir()
+        shutil.rmtree(self._dir, ignore_errors=True)
 
     # --- the port's thread --------------------------------------------------------------
 
     def _serve(self) -> None:
         while True:
-            with self.lock:
-                if self._stopping:
-                    return
-                fd = self._controller
-                self._release_delayed()
-                outgoing = [fd] if fd is not None and self._outbox else []
-                wait = max(0.0, self._delayed[0][0] - time.monotonic()) if self._delayed else None
-            watched = [self._wake_r] if fd is None else [self._wake_r, fd]
             try:
-                readable, writable, _ = select.select(watched, outgoing, [], wait)
-            except OSError:
-                continue  # cannot happen while fds change only here, but never die of it
-            if self._wake_r in readable:
-                os.read(self._wake_r, 1024)
-                self._run_actions()
-            if fd is not None and fd == self._controller:
-                if fd in readable:
-                    self._read_from(fd)
-                if writable or self._outbox:
-                    self._write_to(fd)
+                if self._step():
+                    return
+            except Exception:  # a bug in one handler must not silence the device
+                log.exception("simulated device on %s failed", self._port)
 
-    def _read_from(self, fd: int) -> None:
-        try:
-            data = os.read(fd, 4096)
-        except OSError:
-            return
-        if not data:
-            return
+    def _step(self) -> bool:
+        """One turn: due work, then wait for the client or a wake-up. True when stopping."""
         with self.lock:
-            answer = self._answer(data)
-            if not answer:
+            if self._stopping:
+                return True
+            self._run_due()
+            fd = self._controller
+            outgoing = [fd] if fd is not None and self._outbox else []
+            wait = self._until_due()
+        watched = [self._wake_r] if fd is None else [self._wake_r, fd]
+        try:
+            readable, writable, _ = select.select(watched, outgoing, [], wait)
+        except OSError:
+            return False  # cannot happen while fds change only here, but never die of it
+        if self._wake_r in readable:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wake_r, 1024)
+            self._run_actions()
+        if fd is not None and (fd in readable or writable or self._outbox):
+            with self.lock:
+                if fd == self._controller:
+                    self._take_input()
+                    self._flush()
+        return False
+
+    def _take_input(self) -> None:
+        """Answer all the client has sent so far; called holding :attr:`lock`."""
+        # Read and answer under one lock, so input is answered in order whichever thread reads.
+        while self._controller is not None:
+            try:
+                data = os.read(self._controller, 4096)
+            except OSError:  # mostly BlockingIOError: nothing more to read
                 return
+            if not data:
+                return
+            try:
+                answer = self._answer(data)
+            except Exception:  # a bug in the device must not silence the port
+                log.exception("simulated device on %s failed on its input", self._port)
+                continue
+            if not answer:
+                continue
             if self.answer_delay > 0:
                 self._delayed.append((time.monotonic() + self.answer_delay, answer))
             else:
                 self._outbox += answer
 
-    def _release_delayed(self) -> None:
+    def _run_due(self) -> None:
         now = time.monotonic()
         while self._delayed and self._delayed[0][0] <= now:
             self._outbox += self._delayed.pop(0)[1]
-
-    def _write_to(self, fd: int) -> None:
-        with self.lock:
-            if not self._outbox:
-                return
+        while self._timers and self._timers[0][0] <= now:
+            work = heapq.heappop(self._timers)[2]
             try:
-                written = os.write(fd, self._outbox)
+                work()
+            except Exception:
+                log.exception("simulated device on %s: scheduled work failed", self._port)
+
+    def _until_due(self) -> float | None:
+        due = [queued[0][0] for queued in (self._delayed, self._timers) if queued]
+        return max(0.0, min(due) - time.monotonic()) if due else None
+
+    def _flush(self) -> None:
+        """Write the outbox as far as the client takes it; called holding :attr:`lock`."""
+        while self._outbox and self._controller is not None:
+            try:
+                written = os.write(self._controller, self._outbox)
             except BlockingIOError:
-                return  # the client is slow to read: select() says when to go on
-            except OSError:
+                if self._drop_unread:
+                    log.warning("%s: the client is not reading; dropped %d bytes",
+                                self._port, len(self._outbox))
+                    self._outbox.clear()
+                return  # otherwise select() says when the client reads again
+            except OSError as exc:
+                log.warning("%s: write failed, %d bytes lost: %s", self._port, len(self._outbox),
+                            exc)
                 self._outbox.clear()
                 return
             del self._outbox[:written]
+
+    def _wake(self) -> None:
+        """Make the thread look again at its timers and outbox; called holding :attr:`lock`."""
+        # On the thread itself there is no need: it looks again before it waits.
+        if self._closed or threading.current_thread() is self._thread:
+            return
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_w, b"!")
 
     def _in_server(self, action: Callable[[], None]) -> None:
         # File descriptors change only on the port's thread, never under its select().
@@ -168,7 +285,8 @@ class PtyPort:
             return
         done = threading.Event()
         self._actions.put((action, done))
-        os.write(self._wake_w, b"!")
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_w, b"!")
         if not done.wait(timeout=5):
             raise RuntimeError(f"the simulated port {self._port} did not respond")
 
@@ -204,12 +322,17 @@ class PtyPort:
 
     def _unplug(self) -> None:
         with self.lock:
-            with contextlib.suppress(FileNotFoundError):
-                self._port.unlink()
-            for fd in (self._controller, self._follower):
-                if fd is not None:
-                    with contextlib.suppress(OSError):
-                        os.close(fd)
-            self._controller = self._follower = self._tty = None
-            self._outbox.clear()
-            self._delayed.clear()
+            if self._controller is None:
+                return
+            try:
+                self._on_unplug()
+            finally:  # whatever the device makes of it, the cable is out
+                with contextlib.suppress(FileNotFoundError):
+                    self._port.unlink()
+                for fd in (self._controller, self._follower):
+                    if fd is not None:
+                        with contextlib.suppress(OSError):
+                            os.close(fd)
+                self._controller = self._follower = self._tty = None
+                self._outbox.clear()
+                self._delayed.clear()
