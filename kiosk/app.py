@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from drivers.base import Device, DeviceKind
-from kiosk.api import catalog, errors, events, health, sales, sim
+from kiosk.api import access, catalog, errors, events, health, sales, sim
 from kiosk.config import Settings
 from kiosk.machine import Machine
 
@@ -42,6 +42,7 @@ def create_app(
     )
     app.state.settings = settings
     errors.install(app)
+    access.install(app)
     for router in (health.router, catalog.router, sales.router, events.router):
         app.include_router(router)
     if settings.simulated:

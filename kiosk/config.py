@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     trusted_networks: Annotated[tuple[Network, ...], NoDecode] = ()
     #: Networks from which technicians may reach the maintenance page besides loopback.
     technician_networks: Annotated[tuple[Network, ...], NoDecode] = ()
+    #: Host names the kiosk answers to besides its addresses and localhost (kiosk.local ...).
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
     #: Web origins other than the kiosk's own allowed to call the API from a browser.
     allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
@@ -97,6 +99,14 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"{text!r} is not a network like 192.168.1.0/24") from None
         return tuple(networks)
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _hosts(cls, value: object) -> object:
+        parts = value.split(",") if isinstance(value, str) else value
+        if not isinstance(parts, list | tuple):
+            raise ValueError("must be a list of host names like kiosk.local")
+        return tuple(str(part).strip().lower() for part in parts if str(part).strip())
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

@@ -59,12 +59,15 @@ class Hardware:
         results = await asyncio.gather(
             *(driver.open() for driver in self.drivers.values()), return_exceptions=True
         )
-        for (kind, driver), result in zip(self.drivers.items(), results, strict=True):
+        for (kind, driver), result in zip(list(self.drivers.items()), results, strict=True):
             if isinstance(result, BaseException):
                 log.error("%s device %s failed to open: %s", kind, driver.description, result)
                 self._missing[kind] = _offline(f"failed to open: {result}")
                 del self.drivers[kind]
-                await driver.close()
+                try:
+                    await driver.close()
+                except Exception:
+                    log.exception("closing %s after a failed open failed", driver.description)
 
     def _build(self, kind: DeviceKind) -> None:
         driver = self._given.get(kind)

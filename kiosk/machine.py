@@ -17,7 +17,7 @@ from kiosk.config import Settings
 from kiosk.db import Database
 from kiosk.events import EventBus
 from kiosk.hardware import Hardware
-from kiosk.ledger import Ledger
+from kiosk.ledger import Ledger, NotRecorded
 from kiosk.recovery import Recovered, recover
 from kiosk.sales import Sales
 from kiosk.service import Service
@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from simulators.fingerprint import FingerprintSimulator
 
 log = logging.getLogger(__name__)
+
+
+#: How often a kiosk whose database refused a write checks whether it takes writes again.
+DATABASE_RETRY_SECONDS = 5.0
 
 
 class Machine:
@@ -40,7 +44,10 @@ class Machine:
         self.recovered: list[Recovered] = []
         self._reader_enabled: bool | None = None
         self._reader_sync: asyncio.Task[None] | None = None
+        self._resync = False
+        self._watch: asyncio.Task[None] | None = None
         self.hardware.on_change.append(self.service_changed)
+        self.sales.on_finished.append(self.service_changed)
 
     async def start(self) -> None:
         """Open everything and settle the past; raises SchemaError for a database it cannot use."""
@@ -52,42 +59,71 @@ class Machine:
                                                             simulated_reader))
             if fingers:
                 log.info("demo fingers enrolled on the simulated reader: %s", ", ".join(fingers))
-        card, timeout = self.hardware.card, self.settings.settle_timeout
-        self.recovered = await recover(self.ledger, card, timeout)
+        await self._recover()
         self.service.recovered = True
+        self._watch = asyncio.create_task(self._watch_database(), name="database watch")
         status = self.service.status()
         log.info("kiosk ready: %s", "in service" if status.in_service
                  else "out of service: " + "; ".join(status.reasons))
-        self.bus.publish("service", status.as_dict())
         self.service_changed()
 
+    async def _recover(self) -> bool:
+        """Settle unfinished sales; False (and out of service) while the database refuses."""
+        try:
+            self.recovered += await recover(self.ledger, self.hardware.card,
+                                            self.settings.settle_timeout)
+        except NotRecorded as exc:
+            self.service.unsettled = f"unfinished sales cannot be settled yet: {exc}"
+            return False
+        self.service.unsettled = ""
+        return True
+
+    async def _watch_database(self) -> None:
+        """Bring a kiosk whose database refused a write back into service once it takes writes."""
+        while True:
+            await asyncio.sleep(DATABASE_RETRY_SECONDS)
+            if self.db.writable and not self.service.unsettled:
+                continue
+            self.db.probe_write()
+            if self.db.writable and self.sales.current is None and await self._recover():
+                log.info("the database takes writes again; unfinished sales settled")
+            self.service_changed()
+
     def service_changed(self) -> None:
-        """Re-assess the service: a card reader must not take cards while the kiosk cannot sell."""
+        """Tell the screens; keep the card reader from taking cards while the kiosk can't sell."""
+        self.bus.publish("service", self.service.status().as_dict())
         if not self.service.recovered:
             return
         if self._reader_sync is None or self._reader_sync.done():
             self._reader_sync = asyncio.create_task(self._sync_reader())
+        else:
+            self._resync = True
 
     async def _sync_reader(self) -> None:
-        card = self.hardware.card
-        if card is None or not card.health.ok:
-            self._reader_enabled = None  # a reader that comes back enables itself: re-apply
-            return
-        wanted = self.service.status().in_service
-        if wanted == self._reader_enabled or self.sales.current is not None:
-            return
-        try:
-            async with asyncio.timeout(self.settings.settle_timeout):
-                await card.set_enabled(wanted)
-            self._reader_enabled = wanted
-            log.info("card reader %s", "enabled" if wanted else "disabled: kiosk out of service")
-        except (DeviceError, TimeoutError) as exc:
-            log.warning("could not %s the card reader: %s",
-                        "enable" if wanted else "disable", exc)
+        self._resync = True
+        while self._resync:
+            self._resync = False
+            card = self.hardware.card
+            if card is None or not card.health.ok:
+                self._reader_enabled = None  # a reader that comes back enables itself: re-apply
+                continue
+            wanted = self.service.status().in_service
+            if wanted == self._reader_enabled or self.sales.current is not None:
+                continue
+            try:
+                async with asyncio.timeout(self.settings.settle_timeout):
+                    await card.set_enabled(wanted)
+                self._reader_enabled = wanted
+                log.info("card reader %s",
+                         "enabled" if wanted else "disabled: kiosk out of service")
+            except (DeviceError, TimeoutError) as exc:
+                log.warning("could not %s the card reader: %s",
+                            "enable" if wanted else "disable", exc)
 
     async def stop(self) -> None:
-        if self._reader_sync is not None:
-            self._reader_sync.cancel()
+        for task in (self._reader_sync, self._watch):
+            if task is not None:
+                task.cancel()
         await self.sales.close()
         await self.hardware.close()
         self.db.dispose()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from drivers.base import CardReader, DeviceError
 from kiosk import settlement
-from kiosk.ledger import Effect, Ledger, both, credit_back, flag_slot
+from kiosk.ledger import Effect, Ledger, NotRecorded, both, credit_back, flag_slot
 from kiosk.models import Sale
 from kiosk.states import PaymentMethod, SaleState
 from kiosk.states import SaleState as S
@@ -42,16 +42,34 @@ class Recovered:
 async def recover(
     ledger: Ledger, card: CardReader | None, settle_timeout: float
 ) -> list[Recovered]:
-    """Bring every unfinished sale to a terminal state; returns what was done, oldest first."""
-    done: list[Recovered] = []
-    for sale in ledger.unfinished():
-        found = SaleState(sale.state)
+    """Bring every unfinished sale to a terminal state; returns what was done, oldest first.
+
+    Raises :class:`NotRecorded` when the database refuses the writes: the kiosk must then
+    stay out of service and try again later.
+    """
+    return [await settle(ledger, card, sale, settle_timeout)
+            for sale in ledger.unfinished()]
+
+
+async def settle(
+    ledger: Ledger, card: CardReader | None, sale: Sale, settle_timeout: float,
+    actor: str = ACTOR,
+) -> Recovered:
+    """End one unfinished sale as the table says (also used for a sale whose drive broke)."""
+    found = SaleState(sale.state)
+    try:
         ended, reason = await _settle(ledger, card, sale, found, settle_timeout)
-        ledger.audit(ACTOR, "recover_sale", sale.id,
-                     before={"state": found.value}, after={"state": ended.value, "reason": reason})
-        log.warning("recovered sale %s: %s -> %s (%s)", sale.id, found, ended, reason)
-        done.append(Recovered(sale.id, found, ended, reason))
-    return done
+    except NotRecorded:
+        raise
+    except Exception as exc:  # a device raising the unexpected must not strand the sale
+        log.exception("settling sale %s from %s failed", sale.id, found)
+        reason = f"could not be settled automatically ({exc}); check the payment and the slot"
+        ledger.move(sale.id, S.NEEDS_REVIEW, {"recovered_from": found.value}, reason=reason)
+        ended = S.NEEDS_REVIEW
+    ledger.audit(actor, "recover_sale", sale.id,
+                 before={"state": found.value}, after={"state": ended.value, "reason": reason})
+    log.warning("settled sale %s: %s -> %s (%s)", sale.id, found, ended, reason)
+    return Recovered(sale.id, found, ended, reason)
 
 
 async def _settle(

@@ -27,7 +27,7 @@ from drivers.base import (
     DispenseResult,
     FingerMatch,
 )
-from kiosk import settlement
+from kiosk import recovery, settlement
 from kiosk.config import Settings
 from kiosk.events import EventBus
 from kiosk.hardware import Hardware
@@ -150,6 +150,8 @@ class Sales:
         self.settings = settings
         self.bus = bus
         self._run: _Run | None = None
+        #: Called after every sale has ended (the machine re-assesses its service).
+        self.on_finished: list[Callable[[], None]] = []
         hardware.on_event.append(self._device_event)
 
     @property
@@ -205,8 +207,10 @@ class Sales:
         if run is None or run.task is None:
             return
         run.cancel_requested.set()
+        # Room for the vend and for settling its payment afterwards, so a capture is not cut off.
+        patience = self.settings.dispense_timeout + 2 * self.settings.settle_timeout + 1
         try:
-            async with asyncio.timeout(self.settings.dispense_timeout):
+            async with asyncio.timeout(patience):
                 await asyncio.shield(run.task)
         except TimeoutError:
             # Recovery will settle whatever state was last recorded.
@@ -223,20 +227,34 @@ class Sales:
             if paid:
                 await self._vend(run)
         except NotRecorded as exc:
-            # The disk refused a write: stop before any further side effect. The service is
-            # now out of service (the database is not writable), and recovery at the next
-            # start settles the sale from its last recorded state.
+            # The disk refused a write: no further side effect may follow.
             log.critical("sale %s stopped: %s", run.sale.id, exc)
-            await self._release_reader()
+            await self._settle_broken(run)
         except Exception:
             log.exception("sale %s failed unexpectedly in %s", run.sale.id, run.sale.state)
-            await self._release_reader()
+            await self._settle_broken(run)
         finally:
             run.payment_settled.set()
             self._run = None
             # Stock or a slot's fault may have changed: screens refetch the catalog.
             self.bus.publish("catalog", {"slot": run.sale.slot_code})
-            self.bus.publish("service", self.service.status().as_dict())
+            for callback in self.on_finished:
+                callback()
+
+    async def _settle_broken(self, run: _Run) -> None:
+        """End a sale whose drive broke, as recovery would; if even that fails, stop selling."""
+        try:
+            sale = self.ledger.get(run.sale.id)
+            if SaleState(sale.state) not in TERMINAL:
+                done = await recovery.settle(self.ledger, self.hardware.card, sale,
+                                             self.settings.settle_timeout, actor="kiosk")
+                run.sale = self.ledger.get(sale.id)
+                self._announce(run.sale)
+                log.warning("sale %s settled after a failure: %s", sale.id, done.ended)
+        except Exception as exc:
+            await self._release_reader()
+            self.service.unsettled = (f"sale {run.sale.id} could not be settled ({exc}); "
+                                      "it is settled once the database takes writes again")
 
     async def _take_payment(self, run: _Run) -> bool:
         """Authorize the sale's payment; False when the sale ended without one."""
@@ -320,11 +338,20 @@ class Sales:
             detail = {"member": member_id, "balance_cents": exc.balance_cents}
             await self._move(run, S.DECLINED, detail, reason="insufficient balance")
             return False
+        if run.cancel_requested.is_set():  # the finger matched in the same instant as the cancel
+            await self._give_back(run, "cancelled by the customer", S.VOIDED)
+            return False
         return True
 
     async def _vend(self, run: _Run) -> None:
         await self._move(run, S.DISPENSING)
         result, failure, unknown = await self._dispense(run.sale.slot_code)
+        # The beam saw the product fall (the sale is durably dispensed already): whatever the
+        # mechanism said afterwards (a late jam, a timeout), the customer has it and pays.
+        if run.sale.state == S.DISPENSED and not (result is not None and result.delivered):
+            failure = unknown = ""
+            result = DispenseResult(run.sale.slot_code, DispenseOutcome.DELIVERED,
+                                    detail={"late": "drop seen before the vend ended"})
         if unknown:
             await self._give_back(
                 run, f"vend outcome unknown ({unknown}); payment returned, check the slot",
@@ -405,6 +432,9 @@ class Sales:
         the call was abandoned (the call's task is cancelled, which the driver turns into a
         cancel at the device).
         """
+
+        if run.cancel_requested.is_set():  # cancelled before the device was even asked
+            return "cancelled by the customer", None
 
         async def call() -> T:
             return await start()

@@ -44,6 +44,8 @@ class Service:
         self.recovered = False
         #: Set by a technician who took the kiosk out of service: who and why.
         self.held_by = ""
+        #: Set when a sale could not be settled (the database refused the writes).
+        self.unsettled = ""
 
     def status(self) -> ServiceStatus:
         reasons: list[str] = []
@@ -51,6 +53,8 @@ class Service:
             reasons.append("recovering unfinished sales")
         if not self.db.writable:
             reasons.append(self.db.write_error)
+        if self.unsettled:
+            reasons.append(self.unsettled)
         if self.held_by:
             reasons.append(f"out of service: {self.held_by}")
         vending = self.hardware.health(DeviceKind.VENDING)

@@ -78,7 +78,7 @@ class FakeVending(VendingMechanism):
         self.running += 1
         self.most_running = max(self.most_running, self.running)
         try:
-            if self.drop_early and self.outcome is DispenseOutcome.DELIVERED:
+            if self.drop_early:
                 self._emit("product_dropped", slot=slot)
             await self.gate.pass_through()
             if self.error is not None:
@@ -103,6 +103,8 @@ class FakeCard(CardReader):
         self.cancels = 0
         #: Error raised by capture / void (a reader that cannot confirm).
         self.settle_error: DeviceError | None = None
+        #: Raised by authorize instead of answering (a driver bug, a broken port).
+        self.error: Exception | None = None
         self.gate = Gate()
         self.enabled = True
 
@@ -118,6 +120,8 @@ class FakeCard(CardReader):
         except asyncio.CancelledError:
             self.cancels += 1  # the real driver sends D,REQ,-1 here
             raise
+        if self.error is not None:
+            raise self.error
         reference = f"ref-{len(self.authorizations) + 1}"
         amount = self.approved_amount if self.approved_amount is not None else amount_cents
         auth = Authorization(self.outcome, amount, reference)
@@ -183,6 +187,11 @@ class FakeFingerprint(FingerprintReader):
 class OfflineCard(FakeCard):
     async def open(self) -> None:
         self._set_health(HealthState.OFFLINE, "unplugged")
+
+
+class BrokenVending(FakeVending):
+    async def open(self) -> None:
+        raise RuntimeError("GPIO chip busy")
 
 
 class OfflineFingerprint(FakeFingerprint):

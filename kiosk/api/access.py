@@ -7,11 +7,13 @@ same-origin), so a page elsewhere cannot make the kiosk's own browser start a sa
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from ipaddress import ip_address
 
-from fastapi import Request
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 
-from kiosk.api.errors import ApiError
+from kiosk.api.errors import ApiError, error_body
 from kiosk.config import LOOPBACK, Network, Settings
 
 
@@ -25,6 +27,23 @@ def address_allowed(host: str | None, networks: tuple[Network, ...]) -> bool:
     if address.version == 6 and address.ipv4_mapped is not None:  # ::ffff:192.168.1.5
         address = address.ipv4_mapped
     return any(address in network for network in (*LOOPBACK, *networks))
+
+
+def host_allowed(host_header: str, settings: Settings) -> bool:
+    """Whether a request's Host names this kiosk: an address, localhost, or a configured name.
+
+    A page on a domain its owner points at 127.0.0.1 (DNS rebinding) would otherwise be
+    "same-origin" with the kiosk and could start a vend from the kiosk's own browser.
+    """
+    name = host_header.rsplit(":", 1)[0] if not host_header.endswith("]") else host_header
+    name = name.strip("[]").lower()
+    if name in ("localhost", *settings.allowed_hosts):
+        return True
+    try:
+        ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def origin_allowed(request: Request, settings: Settings) -> bool:
@@ -44,3 +63,19 @@ def customer(request: Request) -> None:
     if not origin_allowed(request, settings):
         raise ApiError(403, "cross_origin",
                        f"requests from {request.headers.get('origin')} are not allowed")
+
+
+def install(app: FastAPI) -> None:
+    """Refuse, before any route runs, a request whose Host does not name this kiosk."""
+
+    @app.middleware("http")
+    async def check_host(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        settings: Settings = request.app.state.settings
+        host = request.headers.get("host", "")
+        if not host_allowed(host, settings):
+            message = (f"this kiosk does not answer to the host name {host!r}; "
+                       "add it to KIOSK_ALLOWED_HOSTS if it should")
+            return JSONResponse(error_body("bad_host", message), status_code=400)
+        return await call_next(request)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from kiosk.api import access
 from kiosk.api.deps import MachineDep
 from kiosk.api.errors import error_body
 
@@ -19,13 +20,14 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses={503: {"description": "The kiosk cannot sell; says why"}})
-async def readyz(machine: MachineDep) -> JSONResponse:
+async def readyz(machine: MachineDep, request: Request) -> JSONResponse:
+    """Ready or not, and why; device and database detail only for loopback and trusted networks."""
     status = machine.service.status()
-    body: dict[str, Any] = {
-        "service": status.as_dict(),
-        "devices": machine.hardware.describe(),
-        "database": {"path": str(machine.db.path), "writable": machine.db.writable},
-    }
+    body: dict[str, Any] = {"service": status.as_dict()}
+    host = request.client.host if request.client else None
+    if access.address_allowed(host, machine.settings.trusted_networks):
+        body["devices"] = machine.hardware.describe()
+        body["database"] = {"path": str(machine.db.path), "writable": machine.db.writable}
     if status.in_service:
         return JSONResponse({"ready": True, **body})
     message = "the kiosk cannot sell: " + "; ".join(status.reasons)

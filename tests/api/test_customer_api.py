@@ -154,7 +154,8 @@ def test_reconnecting_client_gets_the_sale_in_progress_first(
 
 
 def client_from(settings: Settings, doubles: Doubles, address: str) -> TestClient:
-    return TestClient(create_app(settings, doubles.as_devices()), client=(address, 40000))
+    return TestClient(create_app(settings, doubles.as_devices()), client=(address, 40000),
+                      base_url="http://192.168.1.2:8000")
 
 
 def test_lan_address_may_not_use_the_customer_api(settings: Settings, doubles: Doubles) -> None:
@@ -169,7 +170,7 @@ def test_lan_address_may_not_use_the_customer_api(settings: Settings, doubles: D
 def test_trusted_network_may_use_the_customer_api(settings: Settings, doubles: Doubles) -> None:
     trusting = settings.model_copy(update={"trusted_networks": (
         __import__("ipaddress").ip_network("192.168.1.0/24"),)})
-    with TestClient(create_app(trusting, doubles.as_devices()),
+    with TestClient(create_app(trusting, doubles.as_devices()), base_url="http://192.168.1.2",
                     client=("192.168.1.50", 40000)) as client:
         assert client.get("/api/catalog").status_code == 200
 
@@ -180,3 +181,19 @@ def test_cross_origin_requests_are_refused(http: httpx.Client, kiosk: RunningKio
     assert evil.status_code == 403 and evil.json()["error"]["code"] == "cross_origin"
     own = http.get("/api/catalog", headers={"origin": kiosk.url})
     assert own.status_code == 200
+
+
+def test_a_foreign_host_name_is_refused_against_dns_rebinding(http: httpx.Client) -> None:
+    rebound = http.post("/api/sales", json={"slot": "A1", "method": "card"},
+                        headers={"host": "evil.example:8000",
+                                 "origin": "http://evil.example:8000"})
+    assert rebound.status_code == 400 and rebound.json()["error"]["code"] == "bad_host"
+    assert http.get("/api/catalog", headers={"host": "localhost:8000"}).status_code == 200
+
+
+def test_readyz_tells_the_lan_only_whether_the_kiosk_sells(
+    settings: Settings, doubles: Doubles
+) -> None:
+    with client_from(settings, doubles, "192.168.1.50") as client:
+        body = client.get("/readyz").json()
+    assert body["ready"] is True and "devices" not in body and "database" not in body

@@ -27,7 +27,8 @@ def client_for(settings: Settings, doubles: Doubles) -> TestClient:
 
     app.include_router(boom)
     app.router.routes.insert(0, app.router.routes.pop())  # ahead of the static UI's mount
-    return TestClient(app, raise_server_exceptions=False)
+    return TestClient(app, raise_server_exceptions=False, base_url="http://localhost",
+                      client=("127.0.0.1", 50000))
 
 
 @pytest.fixture
@@ -94,6 +95,6 @@ def test_default_devices_without_drivers_are_offline_not_faked(tmp_path: object,
     broken = settings.model_copy(update={"card": settings.card.__class__(
         raw="qibixx:///dev/does-not-exist", scheme="qibixx", path="/dev/does-not-exist")})
     app = create_app(broken)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost", client=("127.0.0.1", 1)) as client:
         card = client.get("/readyz").json()["devices"]["card"]
     assert card["state"] == "offline" and card["reason"]

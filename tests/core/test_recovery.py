@@ -154,3 +154,22 @@ async def test_kiosk_is_not_in_service_until_recovery_has_run(
         assert machine.service.status().in_service
     finally:
         await machine.stop()
+
+
+async def test_a_device_failing_during_recovery_sends_the_sale_to_review_and_starts(
+    settings: Settings, database: Database, doubles: Doubles
+) -> None:
+    sale = crashed_in(database, S.AUTHORIZED, PaymentMethod.CARD)
+    later = Ledger(database)
+
+    async def explode(_authorization: object) -> None:
+        raise RuntimeError("driver bug")
+
+    doubles.card.void = explode  # type: ignore[method-assign,assignment]
+    machine = await restart(settings, doubles)
+    try:
+        ended = later.get(sale.id)
+        assert ended.state == S.NEEDS_REVIEW and "driver bug" in ended.reason
+        assert machine.service.status().in_service
+    finally:
+        await machine.stop()

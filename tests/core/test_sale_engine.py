@@ -297,3 +297,92 @@ async def test_drop_is_durable_the_moment_the_beam_fires(
     assert (await machine.sales.wait(sale.id)).state == SaleState.COMPLETED
     assert stock(machine, "A1") == before - 1  # counted once
     assert states(machine, sale.id).count("dispensed") == 1
+
+
+@pytest.mark.parametrize("after_the_drop", [DispenseOutcome.JAMMED, DispenseOutcome.NOT_DROPPED,
+                                            "error"])
+async def test_a_drop_the_beam_saw_is_charged_whatever_the_mechanism_says_next(
+    machine: Machine, doubles: Doubles, after_the_drop: DispenseOutcome | str
+) -> None:
+    doubles.vending.drop_early = True
+    if after_the_drop == "error":
+        doubles.vending.error = DeviceTimeout("vending", "home switch lost")
+    else:
+        doubles.vending.outcome = DispenseOutcome(after_the_drop)
+    sale_id = await sell(machine, "A1", CARD)
+    assert machine.ledger.get(sale_id).state == SaleState.COMPLETED
+    assert doubles.card.captured == ["ref-1"] and doubles.card.voided == []
+    assert (await sell(machine, "A2", CARD))  # the kiosk goes on selling
+
+
+async def test_a_broken_driver_call_settles_the_sale_and_the_kiosk_sells_on(
+    machine: Machine, doubles: Doubles
+) -> None:
+    doubles.card.error = OSError("port vanished mid-read")
+    sale_id = await sell(machine, "A1", CARD)
+    sale = machine.ledger.get(sale_id)
+    assert sale.state == SaleState.CANCELLED
+    assert machine.service.status().in_service
+    doubles.card.error = None
+    assert machine.ledger.get(await sell(machine, "A1", CARD)).state == SaleState.COMPLETED
+
+
+async def test_cancel_before_the_reader_was_asked_never_asks_it(
+    machine: Machine, doubles: Doubles
+) -> None:
+    sale = await machine.sales.start("A1", CARD)
+    cancelled = await machine.sales.cancel(sale.id)
+    assert cancelled.state == SaleState.CANCELLED
+    assert doubles.card.authorizations == [] and doubles.card.cancels == 0
+
+
+async def test_a_device_that_fails_to_open_leaves_the_rest_running(
+    settings: Settings, doubles: Doubles
+) -> None:
+    from tests.doubles import BrokenVending
+
+    doubles.vending = BrokenVending()
+    machine = Machine(settings, doubles.as_devices())
+    await machine.start()
+    try:
+        health = machine.hardware.health(doubles.vending.kind)
+        assert health.state == "offline" and "GPIO chip busy" in health.reason
+        assert not machine.service.status().in_service
+        assert machine.hardware.card is doubles.card
+    finally:
+        await machine.stop()
+
+
+async def test_database_refusing_writes_takes_the_kiosk_out_and_back_into_service(
+    settings: Settings, doubles: Doubles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kiosk import machine as machine_module
+    from kiosk.db import Database
+    from kiosk.ledger import Ledger, NotRecorded
+
+    Ledger(Database(settings.database)).open_sale("A1", CARD)  # left unfinished by a crash
+    monkeypatch.setattr(machine_module, "DATABASE_RETRY_SECONDS", 0.05)
+    refusing = {"on": True}
+    real_commit = Ledger._commit
+
+    def commit(self: Ledger, session: object) -> None:
+        if refusing["on"]:
+            self.db.write_error = "disk full"
+            raise NotRecorded("disk full")
+        real_commit(self, session)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Ledger, "_commit", commit)
+    monkeypatch.setattr(Database, "probe_write", lambda self: None)
+    kiosk = Machine(settings, doubles.as_devices())
+    await kiosk.start()
+    try:
+        status = kiosk.service.status()
+        assert not status.in_service and any("disk full" in r for r in status.reasons)
+        refusing["on"] = False
+        kiosk.db.write_error = ""
+        async with asyncio.timeout(3):
+            while not kiosk.service.status().in_service:
+                await asyncio.sleep(0.02)
+        assert kiosk.ledger.unfinished() == []
+    finally:
+        await kiosk.stop()

@@ -103,5 +103,5 @@ def test_no_simulator_panel_without_simulators(settings: Settings, tmp_path: Pat
     app = create_app(real)
     paths = {getattr(route, "path", "") for route in app.routes}
     assert not any(path.startswith(("/api/sim", "/dev")) for path in paths)
-    with TestClient(app, client=("127.0.0.1", 1)) as client:
+    with TestClient(app, client=("127.0.0.1", 1), base_url="http://localhost") as client:
         assert client.get("/api/sim").status_code == 404
