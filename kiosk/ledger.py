@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func
@@ -137,6 +138,14 @@ class Ledger:
             return session.exec(
                 select(SaleEvent).where(SaleEvent.sale_id == sale_id).order_by(col(SaleEvent.id))
             ).all()
+
+    def sales_since(self, since: datetime | None) -> Sequence[Sale]:
+        """Every sale created at or after ``since`` (all with None), oldest first."""
+        with self.db.session() as session:
+            query = select(Sale).order_by(col(Sale.created_at))
+            if since is not None:
+                query = query.where(col(Sale.created_at) >= since)
+            return session.exec(query).all()
 
     def unfinished(self) -> Sequence[Sale]:
         with self.db.session() as session:

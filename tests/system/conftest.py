@@ -16,7 +16,7 @@ from simulators.vending import VendingSimulator
 
 #: Fast mechanics and a reader that waits for the test to present a card.
 FAST_SPIRALS = "sim://?revolution=0.05&start_limit=0.3&turn_limit=0.6&drop_limit=0.2&nudges=2"
-MANUAL_READER = "sim://?auto=off"
+MANUAL_READER = "sim://?auto=off&settle=0.05"
 
 
 class Simulated:
