@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 
 from drivers.base import Device, DeviceKind
 from kiosk.api import access, catalog, errors, events, health, sales, sim
+from kiosk.api.maintenance import MAINTENANCE_ROUTERS
 from kiosk.config import Settings
 from kiosk.machine import Machine
 
@@ -43,7 +44,8 @@ def create_app(
     app.state.settings = settings
     errors.install(app)
     access.install(app)
-    for router in (health.router, catalog.router, sales.router, events.router):
+    for router in (health.router, catalog.router, sales.router, events.router,
+                   *MAINTENANCE_ROUTERS):
         app.include_router(router)
     if settings.simulated:
         app.include_router(sim.router)

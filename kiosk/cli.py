@@ -34,6 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(**overrides)
         if args.command == "serve":
             return _serve(settings)
+        if args.command == "technician":
+            return _technician(args, settings)
         return _db(args.db_command, settings)
     except ConfigError as exc:
         print(f"kiosk: configuration error: {exc}", file=sys.stderr)
@@ -52,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     db_commands.add_parser("upgrade", help="create or migrate the database to this version")
     db_commands.add_parser("seed", help="put demo products and members into an empty database")
     db_commands.add_parser("status", help="say which schema the database has")
+    technician = commands.add_parser("technician", help="who may use the maintenance page")
+    technician_commands = technician.add_subparsers(dest="technician_command", required=True)
+    add = technician_commands.add_parser("add", help="add a technician (asks for a secret twice)")
+    add.add_argument("name")
+    add.add_argument("--secret-stdin", action="store_true",
+                     help="read the secret from one line of standard input (for scripts)")
+    technician_commands.add_parser("list", help="list the technicians")
     simulate = commands.add_parser(
         "simulate", help="run a device simulator on its own (commands on standard input)"
     )
@@ -76,6 +85,36 @@ def _serve(settings: Settings) -> int:
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                 log_config=None, timeout_graceful_shutdown=5)
     return 0
+
+
+def _technician(args: argparse.Namespace, settings: Settings) -> int:
+    import getpass
+
+    from kiosk import technicians
+    from kiosk.db import Database, SchemaError
+
+    database = Database(settings.database)
+    try:
+        database.check()
+        if args.technician_command == "list":
+            for name, active in technicians.names(database):
+                print(name if active else f"{name} (deactivated)")
+            return 0
+        if args.secret_stdin:
+            secret = sys.stdin.readline().rstrip("\n")
+        else:
+            secret = getpass.getpass(f"secret for {args.name}: ")
+            if getpass.getpass("the same secret again: ") != secret:
+                print("kiosk: the two secrets differ; nothing was added", file=sys.stderr)
+                return 1
+        technicians.add(database, args.name, secret)
+        print(f"technician {args.name} added")
+        return 0
+    except (SchemaError, technicians.TechnicianError) as exc:
+        print(f"kiosk: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        database.dispose()
 
 
 def _db(command: str, settings: Settings) -> int:

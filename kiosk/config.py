@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     #: Web origins other than the kiosk's own allowed to call the API from a browser.
     allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
+    #: How long a technician stays logged in on the maintenance page.
+    session_hours: Annotated[float, Field(gt=0, le=24 * 7)] = 8.0
     #: The currency prices are in (ISO 4217); money is always integer cents of it.
     currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
     #: How long a customer has to present a card or a finger before the sale is cancelled.

@@ -52,6 +52,7 @@ class Machine:
     async def start(self) -> None:
         """Open everything and settle the past; raises SchemaError for a database it cannot use."""
         self.db.check()
+        self.service.load_hold()
         await self.hardware.open()
         simulated_reader = self.hardware.simulators.get(DeviceKind.FINGERPRINT)
         if simulated_reader is not None:

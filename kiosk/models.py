@@ -123,6 +123,42 @@ class SaleEvent(SQLModel, table=True):
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
+class Technician(SQLModel, table=True):
+    """Someone who may use the maintenance page; the secret is kept only as an argon2id hash."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=40, unique=True, index=True)
+    secret_hash: str = Field(max_length=200)
+    active: bool = True
+    #: Failed logins since the last success; drives the growing delay and the lockout.
+    failed_logins: int = 0
+    locked_until: datetime | None = _time(nullable=True)
+    created_at: datetime = _time()
+
+
+class TechnicianSession(SQLModel, table=True):
+    """A logged-in browser: the cookie holds a token whose SHA-256 is kept here, never the token."""
+
+    __tablename__ = "technician_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    technician_id: int = Field(foreign_key="technician.id", index=True)
+    csrf_token: str = Field(max_length=64)
+    created_at: datetime = _time()
+    expires_at: datetime = _time()
+
+
+class KioskState(SQLModel, table=True):
+    """Small facts about the kiosk that must survive a restart (a technician's service hold)."""
+
+    __tablename__ = "kiosk_state"
+
+    key: str = Field(primary_key=True, max_length=40)
+    value: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = _time()
+
+
 class AuditLog(SQLModel, table=True):
     """Who did what to the kiosk, when, with the values before and after."""
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from drivers.base import DeviceKind, HealthState
 from kiosk.db import Database
 from kiosk.hardware import Hardware
+from kiosk.models import KioskState, utcnow
 from kiosk.states import PaymentMethod
 
 PAYMENT_DEVICE = {
@@ -46,6 +47,27 @@ class Service:
         self.held_by = ""
         #: Set when a sale could not be settled (the database refused the writes).
         self.unsettled = ""
+
+    HOLD_KEY = "out_of_service"
+
+    def load_hold(self) -> None:
+        """Take up a technician's hold from before a restart."""
+        with self.db.session() as session:
+            state = session.get(KioskState, self.HOLD_KEY)
+        self.held_by = str(state.value.get("hold", "")) if state else ""
+
+    def hold(self, technician: str, reason: str) -> None:
+        """Take the kiosk out of service (durably) until :meth:`release`."""
+        self._store(f"{technician}: {reason}" if reason else technician)
+
+    def release(self) -> None:
+        self._store("")
+
+    def _store(self, hold: str) -> None:
+        with self.db.session() as session:
+            session.merge(KioskState(key=self.HOLD_KEY, value={"hold": hold}, updated_at=utcnow()))
+            session.commit()
+        self.held_by = hold
 
     def status(self) -> ServiceStatus:
         reasons: list[str] = []

@@ -101,7 +101,8 @@ def test_no_simulator_panel_without_simulators(settings: Settings, tmp_path: Pat
     real = Settings(database=settings.database, card="qibixx:///dev/null0",
                     vending=f"gpio-spiral://?layout={layout}", fingerprint="r30x:///dev/null1")
     app = create_app(real)
-    paths = {getattr(route, "path", "") for route in app.routes}
-    assert not any(path.startswith(("/api/sim", "/dev")) for path in paths)
+    paths = [*app.openapi()["paths"], *(getattr(route, "path", "") for route in app.routes)]
+    assert "/api/catalog" in paths
+    assert not any(str(path).startswith(("/api/sim", "/dev")) for path in paths)
     with TestClient(app, client=("127.0.0.1", 1), base_url="http://localhost") as client:
         assert client.get("/api/sim").status_code == 404
