@@ -47,6 +47,8 @@ def create_app(
     for router in (health.router, catalog.router, sales.router, events.router,
                    *MAINTENANCE_ROUTERS):
         app.include_router(router)
+    app.mount("/maintenance", StaticFiles(directory=WEB / "maintenance", html=True,
+                                          check_dir=False), name="maintenance")
     if settings.simulated:
         app.include_router(sim.router)
         app.mount("/dev", StaticFiles(directory=WEB / "dev", html=True, check_dir=False),

@@ -67,6 +67,11 @@ def upgrade(database: Path) -> str:
         engine.dispose()
 
 
+def head_revision(database: Path) -> str:
+    """The newest schema revision this code knows."""
+    return ScriptDirectory.from_config(alembic_config(database)).get_current_head() or ""
+
+
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()

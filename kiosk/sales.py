@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -150,6 +150,7 @@ class Sales:
         self.settings = settings
         self.bus = bus
         self._run: _Run | None = None
+        self._held_for = ""
         #: Called after every sale has ended (the machine re-assesses its service).
         self.on_finished: list[Callable[[], None]] = []
         hardware.on_event.append(self._device_event)
@@ -163,6 +164,8 @@ class Sales:
         # No await between this check and taking the run: of concurrent requests, one wins.
         if self._run is not None:
             raise SaleBusy("another sale is in progress; wait for it to finish")
+        if self._held_for:
+            raise SaleBusy(f"a technician is using the kiosk ({self._held_for})")
         status = self.service.status()
         if not status.in_service:
             raise OutOfService("the kiosk is out of service: " + "; ".join(status.reasons))
@@ -177,6 +180,17 @@ class Sales:
         run.task = asyncio.create_task(self._drive(run), name=f"sale {sale.id}")
         self._announce(sale)
         return sale
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, what: str) -> AsyncIterator[None]:
+        """Hold the mechanism for a technician's job (a test vend): no sale starts meanwhile."""
+        if self._run is not None or self._held_for:
+            raise SaleBusy(f"the kiosk is busy ({self._held_for or 'a sale is running'})")
+        self._held_for = what
+        try:
+            yield
+        finally:
+            self._held_for = ""
 
     async def cancel(self, sale_id: str) -> Sale:
         """The customer cancels: allowed while waiting for payment; idempotent once ended."""

@@ -78,4 +78,9 @@ def install(app: FastAPI) -> None:
             message = (f"this kiosk does not answer to the host name {host!r}; "
                        "add it to KIOSK_ALLOWED_HOSTS if it should")
             return JSONResponse(error_body("bad_host", message), status_code=400)
+        client = request.client.host if request.client else None
+        if request.url.path.startswith("/maintenance") and not address_allowed(
+                client, settings.technician_networks):
+            message = f"{client} may not open the maintenance page"
+            return JSONResponse(error_body("forbidden", message), status_code=403)
         return await call_next(request)
