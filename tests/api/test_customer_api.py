@@ -197,3 +197,13 @@ def test_readyz_tells_the_lan_only_whether_the_kiosk_sells(
     with client_from(settings, doubles, "192.168.1.50") as client:
         body = client.get("/readyz").json()
     assert body["ready"] is True and "devices" not in body and "database" not in body
+
+
+def test_every_answer_carries_the_security_headers(http: httpx.Client) -> None:
+    for path in ("/", "/api/catalog", "/no/such/page", "/readyz"):
+        headers = http.get(path).headers
+        policy = headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+        assert "frame-ancestors 'none'" in policy
+        assert headers["x-frame-options"] == "DENY"
+        assert headers["x-content-type-options"] == "nosniff"
