@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install browser clean
+.PHONY: run test lint install browser bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ browser:
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+## bench: the benchmarks in bench/, each against a reference in the same run -> BENCHMARKS.md
+bench: install
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -102,6 +102,11 @@ class FingerprintSimulator:
         return self._pty.port
 
     @property
+    def wire(self) -> PtyPort:
+        """The simulated serial line: pace it like a UART (``wire.wire_baud``), count bytes."""
+        return self._pty
+
+    @property
     def tty(self) -> str | None:
         """The current pty behind :attr:`port`; None while unplugged."""
         return self._pty.tty

@@ -94,6 +94,12 @@ class PtyPort:
         self.lock = lock or threading.RLock()
         #: Seconds every answer is held back (a slow device); 0 answers at once.
         self.answer_delay = 0.0
+        #: Emulate a UART at this baud (10 bits a byte): each command is answered only after
+        #: its bytes and the answer's bytes would have crossed the wire. None: as fast as a pty.
+        self.wire_baud: int | None = None
+        #: Bytes received from and sent to the client, for benchmarks against the wire time.
+        self.bytes_in = 0
+        self.bytes_out = 0
         self._dir = Path(tempfile.mkdtemp(prefix=prefix or f"{name}-", dir=link_dir))
         self._port = self._dir / name
         self._controller: int | None = None
@@ -230,10 +236,15 @@ class PtyPort:
             except Exception:  # a bug in the device must not silence the port
                 log.exception("simulated device on %s failed on its input", self._port)
                 continue
+            self.bytes_in += len(data)
             if not answer:
                 continue
-            if self.answer_delay > 0:
-                self._delayed.append((time.monotonic() + self.answer_delay, answer))
+            self.bytes_out += len(answer)
+            delay = self.answer_delay
+            if self.wire_baud:
+                delay += (len(data) + len(answer)) * 10 / self.wire_baud
+            if delay > 0:
+                self._delayed.append((time.monotonic() + delay, answer))
             else:
                 self._outbox += answer
 
