@@ -108,6 +108,12 @@ class Sale(SQLModel, table=True):
     reason: str = Field(default="", max_length=200)
     created_at: datetime = _time(index=True)
     updated_at: datetime = _time()
+    #: A technician's verdict on a needs_review sale, "delivered" or "refunded"; "" until then.
+    #: Given once (a trigger refuses to rewrite it, see migration 0003); the state stays.
+    resolution: str = Field(default="", max_length=16)
+    resolution_note: str = Field(default="", max_length=400)
+    resolved_by: str = Field(default="", max_length=80)
+    resolved_at: datetime | None = _time(nullable=True)
 
 
 class SaleEvent(SQLModel, table=True):

@@ -37,7 +37,7 @@ async def dashboard(machine: MachineDep, technician: TechnicianDep) -> dict[str,
             .where(Sale.state == SaleState.COMPLETED, col(Sale.created_at) >= midnight)
         ).one()
         review = session.exec(select(func.count()).where(
-            Sale.state == SaleState.NEEDS_REVIEW)).one()
+            Sale.state == SaleState.NEEDS_REVIEW, Sale.resolution == "")).one()
         slots = session.exec(select(Slot, Product).join(Product, isouter=True)
                              .order_by(col(Slot.code))).all()
     low = [{"slot": slot.code, "product": product.name if product else "",
