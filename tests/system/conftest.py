@@ -15,7 +15,7 @@ from simulators.fingerprint import FingerprintSimulator
 from simulators.vending import VendingSimulator
 
 #: Fast mechanics and a reader that waits for the test to present a card.
-FAST_SPIRALS = "sim://?revolution=0.05&start_limit=0.3&turn_limit=0.6&drop_limit=0.2&nudges=2"
+FAST_SPIRALS = "sim://?revolution=0.05&start_limit=0.5&turn_limit=1.0&drop_limit=0.3&nudges=2"
 MANUAL_READER = "sim://?auto=off&settle=0.05"
 
 
