@@ -20,8 +20,7 @@ from enum import StrEnum
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy.exc import OperationalError
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
 from drivers.base import (
     DeviceError,
@@ -252,7 +251,7 @@ class Enrolments:
                     return
                 member.fingerprint_page = job.page
                 session.add(member)
-                _commit(self.machine, session)
+                self.machine.ledger.commit(session)
         except Exception as exc:
             log.exception("could not record page %s for member %s", job.page, job.member_id)
             self._end(job, EnrolmentState.FAILED, f"the page could not be recorded: {exc}")
@@ -330,7 +329,7 @@ class Enrolments:
             before = _iso(member.consent_at)
             member.consent_at = utcnow()
             session.add(member)
-            _commit(self.machine, session)
+            self.machine.ledger.commit(session)
             return before, _iso(member.consent_at)
 
 
@@ -343,15 +342,6 @@ def enrolments_of(machine: Machine) -> Enrolments:
     if found is None:
         found = _ENROLMENTS[machine] = Enrolments(machine)
     return found
-
-
-def _commit(machine: Machine, session: Session) -> None:
-    try:
-        session.commit()
-    except OperationalError as exc:
-        session.rollback()
-        machine.db.note_write_failure(exc)
-        raise NotRecorded(f"the change could not be recorded: {exc.orig}") from exc
 
 
 def _iso(value: datetime | None) -> str | None:

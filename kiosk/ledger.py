@@ -82,7 +82,7 @@ class Ledger:
             session.add(SaleEvent(sale_id=sale.id, to_state=SaleState.CREATED,
                                   detail={"slot": slot.code, "method": method.value}))
             try:
-                self._commit(session)
+                self.commit(session)
             except IntegrityError:
                 # The one-open-sale index: another sale is running (perhaps another process).
                 raise SaleBusy("another sale is in progress") from None
@@ -122,7 +122,7 @@ class Ledger:
             session.add(sale)
             session.add(SaleEvent(sale_id=sale.id, from_state=current, to_state=target,
                                   detail=detail or {}))
-            self._commit(session)
+            self.commit(session)
             log.info("sale %s %s -> %s %s", sale.id, current, target, detail or "")
             return sale, True
 
@@ -181,15 +181,16 @@ class Ledger:
         with self.db.session() as session:
             session.add(AuditLog(actor=actor, action=action, target=target,
                                  before=before, after=after))
-            self._commit(session)
+            self.commit(session)
 
-    def _commit(self, session: Session) -> None:
+    def commit(self, session: Session) -> None:
+        """Commit durably, or raise :class:`NotRecorded` (a 503) and note the failing disk."""
         try:
             session.commit()
         except OperationalError as exc:
             session.rollback()
             self.db.note_write_failure(exc)
-            raise NotRecorded(f"the sale could not be recorded: {exc.orig}") from exc
+            raise NotRecorded(f"the change could not be recorded: {exc.orig}") from exc
         self.db.write_error = ""
 
 

@@ -363,7 +363,7 @@ async def test_database_refusing_writes_takes_the_kiosk_out_and_back_into_servic
     Ledger(Database(settings.database)).open_sale("A1", CARD)  # left unfinished by a crash
     monkeypatch.setattr(machine_module, "DATABASE_RETRY_SECONDS", 0.05)
     refusing = {"on": True}
-    real_commit = Ledger._commit
+    real_commit = Ledger.commit
 
     def commit(self: Ledger, session: object) -> None:
         if refusing["on"]:
@@ -371,7 +371,7 @@ async def test_database_refusing_writes_takes_the_kiosk_out_and_back_into_servic
             raise NotRecorded("disk full")
         real_commit(self, session)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(Ledger, "_commit", commit)
+    monkeypatch.setattr(Ledger, "commit", commit)
     monkeypatch.setattr(Database, "probe_write", lambda self: None)
     kiosk = Machine(settings, doubles.as_devices())
     await kiosk.start()

@@ -20,7 +20,6 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import OperationalError
 from sqlmodel import col, select
 
 from drivers.base import (
@@ -38,7 +37,6 @@ from kiosk.api.events import KEEPALIVE_SECONDS, frame
 from kiosk.api.maintenance.deps import SESSION_COOKIE, TechnicianDep, technician_network
 from kiosk.api.schemas import ERRORS
 from kiosk.enrolment import enrolments_of
-from kiosk.ledger import NotRecorded
 from kiosk.machine import Machine
 from kiosk.models import Member, Slot
 
@@ -263,12 +261,7 @@ def _take_from_stock(machine: Machine, slot: str,
         if result.delivered and row.stock > 0:
             row.stock -= 1
             session.add(row)
-            try:
-                session.commit()
-            except OperationalError as exc:
-                session.rollback()
-                machine.db.note_write_failure(exc)
-                raise NotRecorded(f"the stock of {slot} could not be recorded: {exc.orig}") from exc
+            machine.ledger.commit(session)
         return before, row.stock, row.price_cents
 
 

@@ -15,7 +15,6 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import func
-from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
 from drivers.base import DeviceError, DeviceKind, DeviceRejected
@@ -24,8 +23,7 @@ from kiosk.api.errors import ApiError
 from kiosk.api.maintenance.deps import TechnicianDep, technician_network
 from kiosk.api.schemas import ERRORS
 from kiosk.enrolment import STEP_TIMEOUT, EnrolmentRefused, enrolments_of
-from kiosk.ledger import NotRecorded, balance_of
-from kiosk.machine import Machine
+from kiosk.ledger import balance_of
 from kiosk.models import AccountEntry, Member
 
 router = APIRouter(prefix="/api/maintenance/members", tags=["maintenance: members"],
@@ -196,7 +194,7 @@ async def add_member(body: MemberCreate, machine: MachineDep,
     with machine.db.session() as session:
         member = Member(name=body.name)
         session.add(member)
-        _commit(machine, session)
+        machine.ledger.commit(session)
         public = _public(member, 0)
     machine.ledger.audit(technician.name, "member_add", f"member {public.id}", before=None,
                          after={"name": public.name, "active": True})
@@ -230,7 +228,7 @@ async def edit_member(member_id: int, body: MemberUpdate, machine: MachineDep,
                 setattr(member, name, value)
         if after:
             session.add(member)
-            _commit(machine, session)
+            machine.ledger.commit(session)
         public = _public(member, balance_of(session, member_id))
     if after:
         action = "member_edit"
@@ -261,7 +259,7 @@ async def change_balance(member_id: int, body: BalanceChange, machine: MachineDe
         entry = AccountEntry(member_id=member_id, amount_cents=body.amount_cents,
                              reason=f"{label} by {technician.name}: {body.reason}"[:200])
         session.add(entry)
-        _commit(machine, session)
+        machine.ledger.commit(session)
         result = BalanceResult(member=_public(member, after), entry=_entry(entry))
     machine.ledger.audit(
         technician.name, f"balance_{body.kind.value}", f"member {member_id}",
@@ -346,7 +344,7 @@ async def remove_fingerprint(member_id: int, machine: MachineDep,
         member = _member(session, member_id)
         member.fingerprint_page = None
         session.add(member)
-        _commit(machine, session)
+        machine.ledger.commit(session)
         public = _public(member, balance_of(session, member_id))
     machine.ledger.audit(technician.name, "fingerprint_remove", f"member {member_id}",
                          before={"fingerprint_page": page}, after={"fingerprint_page": None})
@@ -378,13 +376,3 @@ def _entry(entry: AccountEntry) -> EntryPublic:
     assert entry.id is not None
     return EntryPublic(id=entry.id, amount_cents=entry.amount_cents, reason=entry.reason,
                        sale_id=entry.sale_id, at=entry.at.isoformat())
-
-
-def _commit(machine: Machine, session: Session) -> None:
-    try:
-        session.commit()
-    except OperationalError as exc:
-        session.rollback()
-        machine.db.note_write_failure(exc)
-        raise NotRecorded(f"the change could not be recorded: {exc.orig}") from exc
-

@@ -24,7 +24,6 @@ from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from sqlalchemy import ColumnElement, func, or_, update
 from sqlalchemy import select as select_columns
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlmodel import Session, col, select
@@ -33,7 +32,7 @@ from kiosk.api.deps import MachineDep
 from kiosk.api.errors import ApiError
 from kiosk.api.maintenance.deps import TechnicianDep, technician_network
 from kiosk.api.schemas import ERRORS
-from kiosk.ledger import NotRecorded, credit_back
+from kiosk.ledger import credit_back
 from kiosk.machine import Machine
 from kiosk.models import AccountEntry, AuditLog, Member, Sale, SaleEvent, utcnow
 from kiosk.states import TERMINAL, PaymentMethod, SaleState
@@ -228,7 +227,7 @@ async def resolve_sale(sale_id: str, body: SaleResolve, machine: MachineDep,
             after={"state": SaleState.NEEDS_REVIEW.value, "resolution": body.resolution.value,
                    "note": body.note, "account_net_cents": net_after},
         ))
-        _save(machine, session)
+        machine.ledger.commit(session)
         return _detail(session, sale)
 
 
@@ -409,13 +408,3 @@ def _csv(machine: Machine, filters: SaleFilters) -> Iterator[bytes]:
 def _cell(text: str) -> str:
     """Keep a spreadsheet from reading a product name or reason as a formula."""
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
-def _save(machine: Machine, session: Session) -> None:
-    """Commit; a disk that refuses the write is a 503 the page can show, not a 500."""
-    try:
-        session.commit()
-    except OperationalError as exc:
-        session.rollback()
-        machine.db.note_write_failure(exc)
-        raise NotRecorded(f"the resolution could not be saved: {exc.orig}") from exc

@@ -11,14 +11,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
-from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
 from kiosk.api.deps import MachineDep
 from kiosk.api.errors import ApiError
 from kiosk.api.maintenance.deps import TechnicianDep, technician_network
 from kiosk.api.schemas import ERRORS
-from kiosk.ledger import NotRecorded
 from kiosk.machine import Machine
 from kiosk.models import AuditLog, Product, Slot
 
@@ -186,7 +184,7 @@ async def change_slot(code: SlotCode, body: SlotUpdate, machine: MachineDep,
                 setattr(slot, name, value)
             session.add(slot)
             _record(session, technician.name, "change_slot", slot.code, before, after)
-            _save(machine, session)
+            machine.ledger.commit(session)
         product = session.get(Product, slot.product_id) if slot.product_id else None
         record = _slot_record(machine, slot, product)
     if after:
@@ -211,7 +209,7 @@ async def restock_slot(code: SlotCode, machine: MachineDep, technician: Technici
         slot.stock = stock
         session.add(slot)
         _record(session, technician.name, "restock_slot", slot.code, before, {"stock": stock})
-        _save(machine, session)
+        machine.ledger.commit(session)
         product = session.get(Product, slot.product_id) if slot.product_id else None
         record = _slot_record(machine, slot, product)
     machine.bus.publish("catalog", {"slot": slot.code, "change": "restock_slot"})
@@ -232,7 +230,7 @@ async def restock_all(machine: MachineDep, technician: TechnicianDep) -> Planogr
                 slot.stock = slot.capacity
                 session.add(slot)
         _record(session, technician.name, "restock_all", "all slots", before, after)
-        _save(machine, session)
+        machine.ledger.commit(session)
         records = [_slot_record(machine, slot, product) for slot, product in rows]
     machine.bus.publish("catalog", {"slots": sorted(after), "change": "restock_all"})
     return PlanogramPublic(currency=machine.settings.currency, slots=records)
@@ -263,7 +261,7 @@ async def add_product(body: ProductCreate, machine: MachineDep,
         session.flush()
         _record(session, technician.name, "add_product", f"product {product.id}", None,
                 body.model_dump())
-        _save(machine, session)
+        machine.ledger.commit(session)
         record = _product_record(product, {})
     machine.bus.publish("catalog", {"product": record.id, "change": "add_product"})
     return record
@@ -287,7 +285,7 @@ async def change_product(product_id: int, body: ProductUpdate, machine: MachineD
             session.add(product)
             _record(session, technician.name, "change_product", f"product {product_id}",
                     before, after)
-            _save(machine, session)
+            machine.ledger.commit(session)
         holders = _slots_by_product(session)
     if after:
         machine.bus.publish("catalog", {"product": product_id, "change": "change_product"})
@@ -307,7 +305,7 @@ async def retire_product(product_id: int, machine: MachineDep,
             session.add(product)
             _record(session, technician.name, "retire_product", f"product {product_id}",
                     {"retired": False}, {"retired": True, "slots": holders.get(product_id, [])})
-            _save(machine, session)
+            machine.ledger.commit(session)
     if changed:
         machine.bus.publish("catalog", {"product": product_id, "change": "retire_product"})
     return _product_record(product, holders)
@@ -365,13 +363,3 @@ def _record(session: Session, actor: str, action: str, target: str,
             before: dict[str, Any] | None, after: dict[str, Any] | None) -> None:
     """The audit entry, in the same transaction as the change it describes."""
     session.add(AuditLog(actor=actor, action=action, target=target, before=before, after=after))
-
-
-def _save(machine: Machine, session: Session) -> None:
-    """Commit; a disk that refuses the write is a 503 the page can show, not a 500."""
-    try:
-        session.commit()
-    except OperationalError as exc:
-        session.rollback()
-        machine.db.note_write_failure(exc)
-        raise NotRecorded(f"the change could not be saved: {exc.orig}") from exc
