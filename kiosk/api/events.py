@@ -19,7 +19,7 @@ from kiosk.api import access
 from kiosk.api.deps import MachineDep
 from kiosk.events import Event
 from kiosk.machine import Machine
-from kiosk.sales import sale_view
+from kiosk.sale_view import sale_view
 
 router = APIRouter(prefix="/api/events", tags=["events"], dependencies=[Depends(access.customer)])
 

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends
 from kiosk.api import access
 from kiosk.api.deps import MachineDep
 from kiosk.api.schemas import ERRORS, SaleCreate, SalePublic
-from kiosk.sales import sale_view
+from kiosk.sale_view import sale_view
 
 router = APIRouter(prefix="/api/sales", tags=["sales"],
                    dependencies=[Depends(access.customer)], responses=ERRORS)
