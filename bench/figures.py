@@ -15,6 +15,8 @@ class Figure:
     ratio: float
     target: str
     met: bool
+    #: Why a target is missed, or how to read the figure.
+    note: str = ""
 
 
 def machine() -> str:
@@ -38,4 +40,7 @@ def write_table(figures: list[Figure], path: Path) -> None:
         f"{'yes' if f.met else 'NO'} | {machine()} |"
         for f in figures
     ]
+    notes = [f"- **{f.name}**: {f.note}" for f in figures if f.note]
+    if notes:
+        lines += ["", "## Notes", "", *notes]
     path.write_text("\n".join(lines) + "\n")
