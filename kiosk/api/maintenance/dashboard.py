@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import datetime, time
 from typing import Any
 
 from fastapi import APIRouter, Depends
@@ -30,7 +30,9 @@ class ServiceChange(BaseModel):
 
 @router.get("/dashboard")
 async def dashboard(machine: MachineDep, technician: TechnicianDep) -> dict[str, Any]:
-    midnight = datetime.combine(datetime.now(UTC).date(), time.min, tzinfo=UTC)
+    # "Today" is the kiosk's own day, as on its DEX report and the technician's watch.
+    local_now = datetime.now().astimezone()
+    midnight = datetime.combine(local_now.date(), time.min, tzinfo=local_now.tzinfo)
     with machine.db.session() as session:
         count, revenue = session.exec(
             select(func.count(), func.coalesce(func.sum(Sale.price_cents), 0))
