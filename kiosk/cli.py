@@ -73,6 +73,7 @@ def _serve(settings: Settings) -> int:
 
     from kiosk.app import create_app
     from kiosk.db import Database, SchemaError
+    from kiosk.server import KioskServer
 
     database = Database(settings.database)
     try:
@@ -82,8 +83,10 @@ def _serve(settings: Settings) -> int:
         return 2
     finally:
         database.dispose()
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_config=None, timeout_graceful_shutdown=5)
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port,
+                            log_config=None, timeout_graceful_shutdown=5)
+    KioskServer(config, app).run()
     return 0
 
 
