@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install browser bench clean
+.PHONY: run test lint install tools bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,18 +20,22 @@ run: install
 	$(BIN)/kiosk db seed
 	$(BIN)/kiosk serve
 
-## test: install, lint and type-check, then the whole suite (browser tests need chromium)
-test: install lint browser
+## test: install, lint and type-check, then the whole suite
+test: install lint tools
 	$(BIN)/pytest
 
-# Browser tests drive Debian's Chromium. Install it when missing; outside CI a machine where
-# that is not possible still runs every other test (the browser tests then skip and say why).
-browser:
-	@command -v chromium >/dev/null || { \
+# Debian tools the tests drive: Chromium (browser tests), systemd-analyze (unit checks),
+# shellcheck (install script). Installed when missing; outside CI a machine where that is not
+# possible still runs every other test (those tests then skip and say why; in CI they fail).
+TOOLS := chromium:chromium systemd-analyze:systemd shellcheck:shellcheck
+tools:
+	@missing=""; for pair in $(TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; done; \
+	[ -z "$$missing" ] || { \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && \
-	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	} || [ "$$CI" != true ] || { echo "chromium is required in CI"; exit 1; }
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	} || [ "$$CI" != true ] || { echo "required in CI:$$missing"; exit 1; }
 
 lint: install
 	$(BIN)/ruff check .

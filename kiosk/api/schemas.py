@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from kiosk.states import PaymentMethod, SaleState
+
+#: A row id as SQLite stores it (a signed 64-bit integer): larger numbers are a 422, not a 500.
+ROW_ID_MAX = 2**63 - 1
+RowId = Annotated[int, Field(ge=1, le=ROW_ID_MAX)]
+RowIdPath = Annotated[int, Path(ge=1, le=ROW_ID_MAX)]
 
 
 class StockState(StrEnum):

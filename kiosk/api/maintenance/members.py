@@ -21,7 +21,7 @@ from drivers.base import DeviceError, DeviceKind, DeviceRejected
 from kiosk.api.deps import MachineDep
 from kiosk.api.errors import ApiError
 from kiosk.api.maintenance.deps import TechnicianDep, technician_network
-from kiosk.api.schemas import ERRORS
+from kiosk.api.schemas import ERRORS, RowIdPath
 from kiosk.enrolment import STEP_TIMEOUT, EnrolmentRefused, enrolments_of
 from kiosk.ledger import balance_of
 from kiosk.models import AccountEntry, Member
@@ -202,7 +202,7 @@ async def add_member(body: MemberCreate, machine: MachineDep,
 
 
 @router.get("/{member_id}", response_model=MemberDetail)
-async def get_member(member_id: int, machine: MachineDep,
+async def get_member(member_id: RowIdPath, machine: MachineDep,
                      technician: TechnicianDep) -> MemberDetail:
     with machine.db.session() as session:
         member = _member(session, member_id)
@@ -215,7 +215,7 @@ async def get_member(member_id: int, machine: MachineDep,
 
 
 @router.patch("/{member_id}", response_model=MemberPublic)
-async def edit_member(member_id: int, body: MemberUpdate, machine: MachineDep,
+async def edit_member(member_id: RowIdPath, body: MemberUpdate, machine: MachineDep,
                       technician: TechnicianDep) -> MemberPublic:
     """Rename, deactivate or reactivate; a deactivated member's finger buys nothing."""
     with machine.db.session() as session:
@@ -240,7 +240,7 @@ async def edit_member(member_id: int, body: MemberUpdate, machine: MachineDep,
 
 @router.post("/{member_id}/balance", status_code=201, response_model=BalanceResult,
              responses={409: {"description": "The correction would leave a negative balance"}})
-async def change_balance(member_id: int, body: BalanceChange, machine: MachineDep,
+async def change_balance(member_id: RowIdPath, body: BalanceChange, machine: MachineDep,
                          technician: TechnicianDep) -> BalanceResult:
     """Top up, or correct, a member's balance with one account entry carrying the reason.
 
@@ -274,7 +274,7 @@ async def change_balance(member_id: int, body: BalanceChange, machine: MachineDe
 
 @router.post("/{member_id}/enrolment", status_code=202, response_model=EnrolmentPublic,
              responses={503: {"description": "The fingerprint reader is offline"}})
-async def start_enrolment(member_id: int, body: EnrolmentStart, machine: MachineDep,
+async def start_enrolment(member_id: RowIdPath, body: EnrolmentStart, machine: MachineDep,
                           technician: TechnicianDep) -> EnrolmentPublic:
     """Start the guided enrolment of the member's finger; follow it by GET or on the events.
 
@@ -292,7 +292,7 @@ async def start_enrolment(member_id: int, body: EnrolmentStart, machine: Machine
 
 
 @router.get("/{member_id}/enrolment", response_model=EnrolmentPublic)
-async def get_enrolment(member_id: int, machine: MachineDep,
+async def get_enrolment(member_id: RowIdPath, machine: MachineDep,
                         technician: TechnicianDep) -> EnrolmentPublic:
     """The member's running enrolment, or the last one since the kiosk started."""
     job = enrolments_of(machine).latest(member_id)
@@ -302,7 +302,7 @@ async def get_enrolment(member_id: int, machine: MachineDep,
 
 
 @router.delete("/{member_id}/enrolment", response_model=EnrolmentPublic)
-async def cancel_enrolment(member_id: int, machine: MachineDep,
+async def cancel_enrolment(member_id: RowIdPath, machine: MachineDep,
                            technician: TechnicianDep) -> EnrolmentPublic:
     """Cancel the member's running enrolment; one that has ended is returned unchanged."""
     job = await enrolments_of(machine).cancel(member_id, technician.name)
@@ -313,7 +313,7 @@ async def cancel_enrolment(member_id: int, machine: MachineDep,
 
 @router.delete("/{member_id}/fingerprint", response_model=MemberPublic,
                responses={503: {"description": "The reader is offline: nothing was erased"}})
-async def remove_fingerprint(member_id: int, machine: MachineDep,
+async def remove_fingerprint(member_id: RowIdPath, machine: MachineDep,
                              technician: TechnicianDep) -> MemberPublic:
     """Erase the member's template from the reader, then forget its page.
 

@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 from kiosk.api.deps import MachineDep
 from kiosk.api.errors import ApiError
 from kiosk.api.maintenance.deps import TechnicianDep, technician_network
-from kiosk.api.schemas import ERRORS
+from kiosk.api.schemas import ERRORS, RowId, RowIdPath
 from kiosk.machine import Machine
 from kiosk.models import AuditLog, Product, Slot
 
@@ -72,7 +72,7 @@ class SlotUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    product_id: int | None = None
+    product_id: RowId | None = None
     price_cents: int | None = Field(None, ge=0, le=MAX_PRICE_CENTS)
     capacity: int | None = Field(None, ge=0, le=MAX_CAPACITY)
     enabled: bool | None = None
@@ -268,7 +268,7 @@ async def add_product(body: ProductCreate, machine: MachineDep,
 
 
 @router.patch("/products/{product_id}", response_model=ProductRecord)
-async def change_product(product_id: int, body: ProductUpdate, machine: MachineDep,
+async def change_product(product_id: RowIdPath, body: ProductUpdate, machine: MachineDep,
                          technician: TechnicianDep) -> ProductRecord:
     """Rename a product or change its description or picture; sales keep the name they had."""
     with machine.db.session() as session:
@@ -293,7 +293,7 @@ async def change_product(product_id: int, body: ProductUpdate, machine: MachineD
 
 
 @router.post("/products/{product_id}/retire", response_model=ProductRecord)
-async def retire_product(product_id: int, machine: MachineDep,
+async def retire_product(product_id: RowIdPath, machine: MachineDep,
                          technician: TechnicianDep) -> ProductRecord:
     """Take a product out of the catalog for good; slots holding it stop selling. Idempotent."""
     with machine.db.session() as session:
