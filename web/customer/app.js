@@ -190,15 +190,22 @@ function pollSale() {
 
 // --- catalog and service ---------------------------------------------------------------------
 
+// Counts service events from the stream: a catalog asked for before the latest one carries
+// an older service state, which must not overwrite the newer one.
+let serviceNews = 0;
+
 async function loadCatalog() {
   clearTimeout(catalogTimer);
+  const asked = serviceNews;
   try {
     const catalog = await api.catalog();
     state.catalog = catalog;
     setCurrency(catalog.currency);
     state.reachable = true;
-    state.service = { in_service: catalog.in_service, payment_methods: catalog.payment_methods,
-                      reasons: catalog.in_service ? [] : state.service.reasons };
+    if (asked === serviceNews) {
+      state.service = { in_service: catalog.in_service, payment_methods: catalog.payment_methods,
+                        reasons: catalog.in_service ? [] : state.service.reasons };
+    }
     view.showSimulator(catalog.simulated);
   } catch (error) {
     if (error.code === "network" || error.status >= 500) state.reachable = false;
@@ -243,6 +250,7 @@ const events = followEvents({
   },
   service(service) {
     const was = state.service.in_service;
+    serviceNews += 1;
     state.service = service;
     state.reachable = true;
     if (service.in_service && !was) loadCatalog(); // stock may have changed meanwhile
