@@ -6,14 +6,26 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from sqlmodel import col, select
 
 from kiosk import technicians
 from kiosk.config import Settings
 from kiosk.db import Database
+from kiosk.models import AuditLog
 from tests.api.conftest import RunningKiosk
 from tests.conftest import Doubles
 
 NAME, SECRET = "tess", "correct horse battery"
+
+
+def audit(settings: Settings, action: str) -> list[AuditLog]:
+    """The audit entries for ``action``, oldest first, read from the kiosk's database file."""
+    database = Database(settings.database)
+    with database.session() as session:
+        rows = session.exec(select(AuditLog).where(AuditLog.action == action)
+                            .order_by(col(AuditLog.id))).all()
+    database.dispose()
+    return list(rows)
 
 
 @pytest.fixture

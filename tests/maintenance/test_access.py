@@ -9,25 +9,14 @@ import time
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlmodel import select
 
 from kiosk import technicians
 from kiosk.app import create_app
 from kiosk.config import Settings
-from kiosk.db import Database
-from kiosk.models import AuditLog
 from tests.api.conftest import RunningKiosk
 from tests.conftest import Doubles
 from tests.doubles import FakeCard, FakeFingerprint, FakeVending
-from tests.maintenance.conftest import NAME, SECRET
-
-
-def audit(settings: Settings, action: str) -> list[AuditLog]:
-    database = Database(settings.database)
-    with database.session() as session:
-        rows = session.exec(select(AuditLog).where(AuditLog.action == action)).all()
-    database.dispose()
-    return list(rows)
+from tests.maintenance.conftest import NAME, SECRET, audit
 
 
 def test_every_maintenance_route_wants_a_login(kiosk: RunningKiosk,

@@ -8,15 +8,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlmodel import col, select
 
 from drivers.base import DispenseOutcome
 from kiosk.api.maintenance.audit_report import local_zone, machine_id
 from kiosk.config import Settings
-from kiosk.db import Database
 from kiosk.dex import AuditData, SlotAudit, Tally, VendEvent, build_report, crc16, segment
-from kiosk.models import AuditLog
 from tests.conftest import Doubles
+from tests.maintenance.conftest import audit
 
 DEX = "/api/maintenance/dex"
 
@@ -168,13 +166,6 @@ def test_machine_id_is_stable_for_a_path_and_differs_between_paths(tmp_path: Any
 # --- the download -------------------------------------------------------------------------------
 
 
-def audit(settings: Settings, action: str) -> list[AuditLog]:
-    database = Database(settings.database)
-    with database.session() as session:
-        rows = session.exec(select(AuditLog).where(AuditLog.action == action)
-                            .order_by(col(AuditLog.id))).all()
-    database.dispose()
-    return list(rows)
 
 
 def sell(customer: httpx.Client, slot: str) -> dict[str, Any]:

@@ -11,16 +11,16 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlmodel import col, select
+from sqlmodel import select
 
 from drivers.base import DispenseOutcome
 from kiosk.config import Settings
 from kiosk.db import Database
-from kiosk.models import AuditLog, Slot
+from kiosk.models import Slot
 from tests.api.conftest import RunningKiosk
 from tests.conftest import Doubles
 from tests.doubles import BrokenVending, FakeFingerprint, OfflineCard
-from tests.maintenance.conftest import NAME, SECRET
+from tests.maintenance.conftest import NAME, SECRET, audit
 
 DIAGNOSTICS = "/api/maintenance/diagnostics"
 
@@ -33,13 +33,6 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
 ]
 
 
-def audit(settings: Settings, action: str) -> list[AuditLog]:
-    database = Database(settings.database)
-    with database.session() as session:
-        rows = session.exec(select(AuditLog).where(AuditLog.action == action)
-                            .order_by(col(AuditLog.id))).all()
-    database.dispose()
-    return list(rows)
 
 
 def stock(settings: Settings, code: str) -> int:

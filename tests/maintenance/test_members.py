@@ -8,18 +8,18 @@ from typing import Any, cast
 
 import httpx
 import pytest
-from sqlmodel import col, select
+from sqlmodel import select
 
 from drivers.base import Device, DeviceKind
 from kiosk.config import Settings
 from kiosk.db import Database
 from kiosk.machine import Machine
-from kiosk.models import AccountEntry, AuditLog
+from kiosk.models import AccountEntry
 from simulators.fingerprint import FingerprintSimulator
 from tests.api.conftest import RunningKiosk
 from tests.conftest import Doubles
 from tests.doubles import FakeCard, FakeVending, OfflineFingerprint
-from tests.maintenance.conftest import NAME, SECRET
+from tests.maintenance.conftest import NAME, SECRET, audit
 
 MEMBERS = "/api/maintenance/members"
 ALICE, BOB = 1, 2  # the demo members: 20.00 and 1.50, fingers on pages 1 and 2
@@ -38,13 +38,6 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
 ]
 
 
-def audit(settings: Settings, action: str) -> list[AuditLog]:
-    database = Database(settings.database)
-    with database.session() as session:
-        rows = session.exec(select(AuditLog).where(AuditLog.action == action)
-                            .order_by(col(AuditLog.id))).all()
-    database.dispose()
-    return list(rows)
 
 
 def ledger_balance(settings: Settings, member_id: int) -> int:

@@ -17,17 +17,15 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlmodel import col, select
 
 from drivers.base import DeviceTimeout
 from kiosk.api.maintenance import sales as sales_api
 from kiosk.config import Settings
 from kiosk.db import Database
 from kiosk.ledger import Ledger, debit
-from kiosk.models import AuditLog
 from kiosk.states import PaymentMethod, SaleState
 from tests.conftest import Doubles
-from tests.maintenance.conftest import NAME
+from tests.maintenance.conftest import NAME, audit
 
 S = SaleState
 BASE = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -97,13 +95,6 @@ def walk(client: httpx.Client, limit: int, **filters: Any) -> tuple[list[str], i
             return ids, pages
 
 
-def audit(settings: Settings, action: str) -> list[AuditLog]:
-    database = Database(settings.database)
-    with database.session() as session:
-        rows = session.exec(select(AuditLog).where(AuditLog.action == action)
-                            .order_by(col(AuditLog.id))).all()
-    database.dispose()
-    return list(rows)
 
 
 def balance(settings: Settings, member: int = ALICE) -> int:

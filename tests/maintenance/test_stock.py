@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlmodel import col, select
+from sqlmodel import select
 
 from kiosk.config import Settings
 from kiosk.db import Database
@@ -15,7 +15,7 @@ from kiosk.events import Event
 from kiosk.machine import Machine
 from kiosk.models import AuditLog, Slot
 from tests.api.conftest import RunningKiosk
-from tests.maintenance.conftest import NAME
+from tests.maintenance.conftest import NAME, audit
 
 CHANGES = [
     ("PATCH", "/api/maintenance/planogram/A1", {"price_cents": 150}),
@@ -28,13 +28,6 @@ CHANGES = [
 READS = [("GET", "/api/maintenance/planogram", None), ("GET", "/api/maintenance/products", None)]
 
 
-def audit(settings: Settings, action: str) -> list[AuditLog]:
-    database = Database(settings.database)
-    with database.session() as session:
-        rows = session.exec(select(AuditLog).where(AuditLog.action == action)
-                            .order_by(col(AuditLog.id))).all()
-    database.dispose()
-    return list(rows)
 
 
 def set_slot(settings: Settings, code: str, **values: Any) -> None:
