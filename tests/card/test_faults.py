@@ -22,7 +22,8 @@ from drivers.base import (
 )
 from drivers.card.qibixx import QibixxCardReader
 from simulators.card import CardSimulator, ReaderState, Settlement
-from tests.card.conftest import eventually, fast_reader
+from tests.card.conftest import fast_reader
+from tests.waiting import eventually
 
 #: A possible card number: what PROTOCOLS.md says must never reach a log.
 CARD_NUMBER = re.compile(r"[0-9]{13,19}")

@@ -17,7 +17,7 @@ from drivers.base import (
 from drivers.card.qibixx import QibixxCardReader
 from drivers.registry import DeviceUrlError, parse_device_url
 from simulators.card import CardSimulator, ReaderState, Settlement
-from tests.card.conftest import eventually
+from tests.waiting import eventually
 
 APPROVED = AuthorizationOutcome.APPROVED
 DECLINED = AuthorizationOutcome.DECLINED

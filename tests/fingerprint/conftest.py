@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +25,6 @@ def fast_reader(port: str, **overrides: Any) -> R30xFingerprintReader:
     return R30xFingerprintReader(port, **settings)
 
 
-async def eventually(condition: Callable[[], bool], within: float = 3.0) -> None:
-    """Wait until ``condition()`` holds; fail the test if it does not within ``within`` s."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {within} s")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture

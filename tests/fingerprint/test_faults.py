@@ -20,8 +20,7 @@ from drivers.base import (
 )
 from drivers.fingerprint.r30x import R30xFingerprintReader
 from simulators.fingerprint import FingerprintSimulator
-
-from .conftest import eventually
+from tests.waiting import eventually
 
 CHANNEL_LOG = "drivers.fingerprint.channel"
 

@@ -21,8 +21,9 @@ from drivers.base import (
 from drivers.fingerprint.r30x import R30xFingerprintReader
 from drivers.registry import DeviceUrlError, parse_device_url
 from simulators.fingerprint import FingerprintSimulator
+from tests.waiting import eventually
 
-from .conftest import eventually, fast_reader
+from .conftest import fast_reader
 
 
 def guide(

@@ -9,14 +9,13 @@ from kiosk.machine import Machine
 from kiosk.models import Sale
 from kiosk.states import PaymentMethod, SaleState
 from tests.system.conftest import Simulated
+from tests.waiting import eventually
 
 CARD, ACCOUNT = PaymentMethod.CARD, PaymentMethod.ACCOUNT
 
 
 async def until(state: SaleState, machine: Machine, sale_id: str) -> None:
-    async with asyncio.timeout(5):
-        while machine.ledger.get(sale_id).state != state:
-            await asyncio.sleep(0.01)
+    await eventually(lambda: machine.ledger.get(sale_id).state == state, within=5)
 
 
 async def card_sale(machine: Machine, sims: Simulated, slot: str, outcome: str) -> Sale:
@@ -134,13 +133,11 @@ async def test_card_reader_unplugged_and_replugged_comes_back_by_itself(
     machine: Machine, sims: Simulated
 ) -> None:
     await asyncio.to_thread(sims.card.unplug)
-    async with asyncio.timeout(5):
-        while machine.hardware.card is None or machine.hardware.card.health.ok:
-            await asyncio.sleep(0.02)
+    await eventually(lambda: machine.hardware.card is None or not machine.hardware.card.health.ok,
+                     within=5)
     assert machine.service.status().payment_methods == (ACCOUNT,)
     await asyncio.to_thread(sims.card.replug)
-    async with asyncio.timeout(15):
-        while not machine.hardware.card.health.ok:
-            await asyncio.sleep(0.05)
+    await eventually(lambda: machine.hardware.card is not None and machine.hardware.card.health.ok,
+                     within=15)
     sale = await card_sale(machine, sims, "A2", "approved")
     assert sale.state == SaleState.COMPLETED
