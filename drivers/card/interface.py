@@ -12,6 +12,7 @@ import asyncio
 import logging
 import uuid
 from abc import abstractmethod
+from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
@@ -77,10 +78,14 @@ class Session:
 END_ANSWERS = (ReaderIdle, InterfaceError, ReaderReset)
 
 
-def new_reference() -> str:
-    """An opaque session reference; hex in groups of four, so never a card-number-like digit run."""
-    raw = uuid.uuid4().hex[:16]
-    return "qbx-" + "-".join(raw[i : i + 4] for i in range(0, 16, 4))
+def new_reference(origin: str) -> str:
+    """An opaque session reference; hex in groups of four, so never a card-number-like digit run.
+
+    ``origin`` names the driver instance that opened the session, so that after a restart the
+    driver can tell a session of its own from one a previous run left on the reader.
+    """
+    raw = uuid.uuid4().hex[:12]
+    return f"qbx-{origin}-" + "-".join(raw[i : i + 4] for i in range(0, 12, 4))
 
 
 class QibixxInterface(CardReader):
@@ -97,6 +102,11 @@ class QibixxInterface(CardReader):
         self._lock = asyncio.Lock()  # one conversation with the interface at a time
         self._waiter: Waiter | None = None
         self._session: Session | None = None
+        self._origin = uuid.uuid4().hex[:4]
+        #: Reader resets seen since this driver started: each one ended any open session unpaid.
+        self._resets_seen = 0
+        #: Sessions of ours that a reset ended, newest last (a few are plenty: one sale at a time).
+        self._lost_to_reset: deque[str] = deque(maxlen=16)
         self._requesting = False
         self._stray_approval: int | None = None
         self._quiet_until = 0.0
@@ -236,8 +246,10 @@ class QibixxInterface(CardReader):
                 self._firmware = text
             case ReaderReset():
                 self._initialised = self._enabled = False
+                self._resets_seen += 1
                 lost, self._session = self._session, None
                 if lost is not None:
+                    self._lost_to_reset.append(lost.reference)
                     log.warning(
                         "%s: reader reset with session %s (%s) open: it ends uncharged",
                         self._who, lost.reference, lines.format_amount(lost.amount_cents),
@@ -254,6 +266,20 @@ class QibixxInterface(CardReader):
                 self._enabled = True
             case _:
                 pass
+
+    def _ended_by_reset(self, reference: str | None) -> bool:
+        """Whether a reader reset has already ended this session without a charge.
+
+        Either a reset this driver saw ended one of its own sessions, or the session is a
+        previous run's (the kiosk restarted): this driver resets the reader on every connect,
+        and a reset reader charges no session it was not told to complete.
+        """
+        if reference is None or (self._session is not None
+                                 and self._session.reference == reference):
+            return False
+        if reference in self._lost_to_reset:
+            return True
+        return not reference.startswith(f"qbx-{self._origin}-") and self._resets_seen > 0
 
     def _unsolicited(self, message: InterfaceMessage, shown: str) -> None:
         quiet = asyncio.get_running_loop().time() < self._quiet_until

@@ -210,7 +210,7 @@ class QibixxCardReader(QibixxInterface):
                 self._emit("timed_out", amount_cents=amount)
                 return Authorization(AuthorizationOutcome.TIMED_OUT, amount, reason=reason)
             case VendApproved(amount_cents=approved) if approved == amount:
-                session = Session(new_reference(), amount, item)
+                session = Session(new_reference(self._origin), amount, item)
                 self._session = session
                 self._emit("approved", amount_cents=amount, reference=session.reference)
                 return Authorization(AuthorizationOutcome.APPROVED, amount, session.reference)
@@ -241,7 +241,7 @@ class QibixxCardReader(QibixxInterface):
                 raise DeviceProtocolError(self._who, f"unexpected answer to {request}: {answer}")
 
     async def _refuse_wrong_amount(self, approved: int, amount: int, item: int) -> Authorization:
-        session = Session(new_reference(), approved, item)
+        session = Session(new_reference(self._origin), approved, item)
         # Registered first: if the void is not confirmed, cancel() or close() will retry it.
         self._session = session
         got, wanted = lines.format_amount(approved), lines.format_amount(amount)
@@ -257,7 +257,7 @@ class QibixxCardReader(QibixxInterface):
             await self._abandon_request()
         else:
             # The approval came in just as the awaiting task was cancelled: nobody will capture it.
-            session = Session(new_reference(), approval, item)
+            session = Session(new_reference(self._origin), approval, item)
             self._session = session
             await self._end_session(session, lines.VEND_FAILURE)
         self._emit("cancelled", reason="the kiosk cancelled the vend request")
@@ -270,6 +270,10 @@ class QibixxCardReader(QibixxInterface):
 
     async def void(self, authorization: Authorization) -> None:
         async with self._lock:
+            if self._ended_by_reset(authorization.reference):
+                log.info("%s: session %s was ended by a reader reset, without a charge",
+                         self._who, authorization.reference)
+                return
             session = self._open_session(authorization, "void")
             await self._end_session(session, lines.VEND_FAILURE)
             self._emit("voided", amount_cents=session.amount_cents, reference=session.reference)
@@ -354,7 +358,7 @@ class QibixxCardReader(QibixxInterface):
         amount, self._stray_approval = self._stray_approval, None
         if amount is None or self._session is not None or not self._connected:
             return
-        session = Session(new_reference(), amount, item=-1)
+        session = Session(new_reference(self._origin), amount, item=-1)
         self._session = session
         try:
             await self._end_session(session, lines.VEND_FAILURE)

@@ -52,7 +52,17 @@ async def test_reader_reset_mid_session_voids_the_authorization_and_re_initialis
     await eventually(lambda: reader.health.ok)
     assert "session_lost" in [e.name for e in events]
     assert sim.reader_state is ReaderState.ENABLED  # enabled again after the INIT
+    # The reset already did what a void asks: the void is confirmed, and sends nothing.
+    sent = len(sim.received)
+    await reader.void(auth)
+    assert sim.received[sent:] == []
     await sell(sim, reader)
+    # A captured session is not "ended by a reset": voiding it is still refused.
+    sim.present_card("approved")
+    captured = await reader.authorize(150, 10, timeout=2)
+    await reader.capture(captured)
+    with pytest.raises(DeviceRejected, match="no such session"):
+        await reader.void(captured)
 
 
 async def test_reader_reset_during_a_request_declines_it(
@@ -205,7 +215,7 @@ async def test_closing_during_a_request_cancels_it_at_the_reader(sim: CardSimula
     assert sim.settlement().pending_requests == 0
 
 
-async def test_a_restarted_kiosk_cannot_end_the_old_session_and_the_reader_reverts_it(
+async def test_a_restarted_kiosk_cannot_charge_the_old_session_but_confirms_its_void(
     sim: CardSimulator,
 ) -> None:
     # A kiosk process authorizes a sale and dies without closing anything.
@@ -233,11 +243,14 @@ async def test_a_restarted_kiosk_cannot_end_the_old_session_and_the_reader_rever
     await reader.open()
     try:
         assert reader.health.ok
+        old = Authorization(AuthorizationOutcome.APPROVED, 120, reference)
         with pytest.raises(DeviceRejected):
-            await reader.capture(Authorization(AuthorizationOutcome.APPROVED, 120, reference))
+            await reader.capture(old)
         report = sim.settlement()
         assert report.open_sessions == 0 and report.transactions[0].status is Settlement.REVERTED
         assert "D,0" in sim.received
+        # The reset on connect ended the old session unpaid: recovery's void is confirmed.
+        await reader.void(old)
         await sell(sim, reader)
     finally:
         await reader.close()
