@@ -265,11 +265,20 @@ class CardReader(Device):
 
     @abstractmethod
     async def capture(self, authorization: Authorization) -> None:
-        """Complete the charge: the product was delivered. Raise if the reader did not confirm."""
+        """Complete the charge: the product was delivered. Raise if the reader did not confirm.
+
+        Asked again after the reader confirmed (a retry whose first answer the ledger could
+        not record), it confirms again without charging twice.
+        """
 
     @abstractmethod
     async def void(self, authorization: Authorization) -> None:
-        """Revert the authorization: the product was not delivered. Raise if not confirmed."""
+        """Revert the authorization: the product was not delivered. Raise if not confirmed.
+
+        Confirmed, too, when the session already ended without a charge: voided before, or
+        ended by a reader reset (including the kiosk's previous run's session). Raises for
+        a session the reader charged.
+        """
 
     @abstractmethod
     async def cancel(self) -> None:

@@ -12,9 +12,10 @@ import asyncio
 import logging
 import uuid
 from abc import abstractmethod
-from collections import deque
+from collections import OrderedDict
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, TypeAlias
 
 from drivers.base import (
@@ -77,6 +78,18 @@ class Session:
 
 END_ANSWERS = (ReaderIdle, InterfaceError, ReaderReset)
 
+#: How many ended sessions the driver remembers (see ``QibixxInterface._ended``).
+ENDINGS_KEPT = 16
+
+
+class Ending(StrEnum):
+    """How a session ended at the reader."""
+
+    CAPTURED = "captured"
+    VOIDED = "voided"
+    #: The reader reset with the session open: it ended without a charge.
+    RESET = "reset"
+
 
 def new_reference(origin: str) -> str:
     """An opaque session reference; hex in groups of four, so never a card-number-like digit run.
@@ -105,8 +118,10 @@ class QibixxInterface(CardReader):
         self._origin = uuid.uuid4().hex[:4]
         #: Reader resets seen since this driver started: each one ended any open session unpaid.
         self._resets_seen = 0
-        #: Sessions of ours that a reset ended, newest last (a few are plenty: one sale at a time).
-        self._lost_to_reset: deque[str] = deque(maxlen=16)
+        #: How our latest sessions ended (captured, voided, reset), so that asking again to end
+        #: one (a retry after the ledger failed to record the first answer) gets the same answer.
+        #: A few are plenty: one sale at a time.
+        self._ended: OrderedDict[str, Ending] = OrderedDict()
         self._requesting = False
         self._stray_approval: int | None = None
         self._quiet_until = 0.0
@@ -249,7 +264,7 @@ class QibixxInterface(CardReader):
                 self._resets_seen += 1
                 lost, self._session = self._session, None
                 if lost is not None:
-                    self._lost_to_reset.append(lost.reference)
+                    self._record_end(lost, Ending.RESET)
                     log.warning(
                         "%s: reader reset with session %s (%s) open: it ends uncharged",
                         self._who, lost.reference, lines.format_amount(lost.amount_cents),
@@ -267,19 +282,25 @@ class QibixxInterface(CardReader):
             case _:
                 pass
 
-    def _ended_by_reset(self, reference: str | None) -> bool:
-        """Whether a reader reset has already ended this session without a charge.
+    def _record_end(self, session: Session, ending: Ending) -> None:
+        self._ended[session.reference] = ending
+        while len(self._ended) > ENDINGS_KEPT:
+            self._ended.popitem(last=False)
 
-        Either a reset this driver saw ended one of its own sessions, or the session is a
-        previous run's (the kiosk restarted): this driver resets the reader on every connect,
-        and a reset reader charges no session it was not told to complete.
+    def _how_ended(self, reference: str | None) -> Ending | None:
+        """How a session that is no longer open ended, when this driver can be sure; else None.
+
+        A session of a previous run (the kiosk restarted) ended with the reset this driver
+        does on every connect: a reset reader charges no session it was not told to complete.
         """
         if reference is None or (self._session is not None
                                  and self._session.reference == reference):
-            return False
-        if reference in self._lost_to_reset:
-            return True
-        return not reference.startswith(f"qbx-{self._origin}-") and self._resets_seen > 0
+            return None
+        if reference in self._ended:
+            return self._ended[reference]
+        if not reference.startswith(f"qbx-{self._origin}-") and self._resets_seen > 0:
+            return Ending.RESET
+        return None
 
     def _unsolicited(self, message: InterfaceMessage, shown: str) -> None:
         quiet = asyncio.get_running_loop().time() < self._quiet_until

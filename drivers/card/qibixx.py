@@ -32,6 +32,7 @@ from drivers.base import (
 from drivers.card import lines
 from drivers.card.interface import (
     END_ANSWERS,
+    Ending,
     HostCancel,
     Incoming,
     QibixxInterface,
@@ -264,15 +265,21 @@ class QibixxCardReader(QibixxInterface):
 
     async def capture(self, authorization: Authorization) -> None:
         async with self._lock:
+            if self._how_ended(authorization.reference) is Ending.CAPTURED:
+                return  # asked again: the reader confirmed it before
             session = self._open_session(authorization, "capture")
             await self._end_session(session, lines.VEND_SUCCESS)
             self._emit("captured", amount_cents=session.amount_cents, reference=session.reference)
 
     async def void(self, authorization: Authorization) -> None:
         async with self._lock:
-            if self._ended_by_reset(authorization.reference):
-                log.info("%s: session %s was ended by a reader reset, without a charge",
-                         self._who, authorization.reference)
+            ended = self._how_ended(authorization.reference)
+            if ended is Ending.CAPTURED:
+                raise DeviceRejected(self._who, f"cannot void {authorization.reference}: the "
+                                     "reader already charged it")
+            if ended is not None:
+                log.info("%s: session %s already ended without a charge (%s)",
+                         self._who, authorization.reference, ended)
                 return
             session = self._open_session(authorization, "void")
             await self._end_session(session, lines.VEND_FAILURE)
@@ -328,8 +335,13 @@ class QibixxCardReader(QibixxInterface):
         if self._session is session:
             self._session = None
         if isinstance(reply, ReaderIdle):
+            self._record_end(session, Ending.CAPTURED if command == lines.VEND_SUCCESS
+                             else Ending.VOIDED)
             return
         if isinstance(reply, ReaderReset):
+            self._record_end(session, Ending.RESET)
+            if command == lines.VEND_FAILURE:
+                return  # the reset ended it unpaid, which is what a void asks for
             raise DeviceRejected(
                 self._who, f"the reader reset before confirming {command}; session "
                 f"{session.reference} ended without a charge",

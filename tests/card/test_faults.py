@@ -57,12 +57,22 @@ async def test_reader_reset_mid_session_voids_the_authorization_and_re_initialis
     await reader.void(auth)
     assert sim.received[sent:] == []
     await sell(sim, reader)
-    # A captured session is not "ended by a reset": voiding it is still refused.
+    # Asked twice (the ledger failed to record the first answer), an ending is the same:
+    # a repeated capture is confirmed, and a captured session cannot be voided.
     sim.present_card("approved")
     captured = await reader.authorize(150, 10, timeout=2)
     await reader.capture(captured)
-    with pytest.raises(DeviceRejected, match="no such session"):
+    await reader.capture(captured)
+    with pytest.raises(DeviceRejected, match="already charged"):
         await reader.void(captured)
+    sim.present_card("approved")
+    voided = await reader.authorize(170, 10, timeout=2)
+    await reader.void(voided)
+    await reader.void(voided)
+    with pytest.raises(DeviceRejected, match="no such session"):
+        await reader.capture(voided)
+    report = sim.settlement()
+    assert report.captured_cents == 120 + 150 and report.open_sessions == 0  # sell() and this
 
 
 async def test_reader_reset_during_a_request_declines_it(
