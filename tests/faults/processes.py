@@ -270,8 +270,8 @@ def sale_row(database: Path, sale_id: str) -> sqlite3.Row:
 
 def sale_history(database: Path, sale_id: str) -> list[str]:
     with ledger_file(database) as db:
-        return [r["state"] for r in db.execute(
-            "SELECT state FROM sale_event WHERE sale_id = ? ORDER BY id", (sale_id,))]
+        return [r["to_state"] for r in db.execute(
+            "SELECT to_state FROM sale_event WHERE sale_id = ? ORDER BY id", (sale_id,))]
 
 
 def balances(database: Path) -> dict[str, int]:
