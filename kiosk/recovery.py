@@ -64,7 +64,14 @@ async def settle(
     except Exception as exc:  # a device raising the unexpected must not strand the sale
         log.exception("settling sale %s from %s failed", sale.id, found)
         reason = f"could not be settled automatically ({exc}); check the payment and the slot"
-        ledger.move(sale.id, S.NEEDS_REVIEW, {"recovered_from": found.value}, reason=reason)
+        try:
+            ledger.move(sale.id, S.NEEDS_REVIEW, {"recovered_from": found.value}, reason=reason)
+        except NotRecorded:
+            raise
+        except Exception as again:
+            # The ledger itself refuses (a constraint, a corrupt page): like a full disk, the
+            # kiosk must stay out of service and try again, not fail to start.
+            raise NotRecorded(f"sale {sale.id} could not be recorded: {again}") from again
         ended = S.NEEDS_REVIEW
     ledger.audit(actor, "recover_sale", sale.id,
                  before={"state": found.value}, after={"state": ended.value, "reason": reason})

@@ -173,3 +173,32 @@ async def test_a_device_failing_during_recovery_sends_the_sale_to_review_and_sta
         assert machine.service.status().in_service
     finally:
         await machine.stop()
+
+
+async def test_a_ledger_refusing_even_the_review_keeps_the_kiosk_out_of_service_until_it_takes_it(
+    settings: Settings, database: Database, doubles: Doubles
+) -> None:
+    sale = crashed_in(database, S.AUTHORIZED, PaymentMethod.CARD)
+    refuse = ("CREATE TRIGGER refuse BEFORE INSERT ON sale_event "
+              f"WHEN NEW.sale_id = '{sale.id}' BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    with database.engine.begin() as connection:
+        connection.exec_driver_sql(refuse)
+
+    async def explode(_authorization: object) -> None:
+        raise RuntimeError("driver bug")
+
+    doubles.card.void = explode  # type: ignore[method-assign,assignment]
+    machine = await restart(settings, doubles)  # starts: it does not crash on the refusal
+    try:
+        status = machine.service.status()
+        assert not status.in_service
+        assert any("cannot be settled yet" in reason and "refused" in reason
+                   for reason in status.reasons), status.reasons
+        assert Ledger(database).get(sale.id).state == S.AUTHORIZED
+        with database.engine.begin() as connection:
+            connection.exec_driver_sql("DROP TRIGGER refuse")
+        assert await machine._recover()
+        assert Ledger(database).get(sale.id).state == S.NEEDS_REVIEW
+        assert machine.service.status().in_service
+    finally:
+        await machine.stop()
