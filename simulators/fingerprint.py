@@ -37,6 +37,9 @@ FAULTS = {
     "bad-checksum": "corrupt the checksum of the next COUNT answers",
     "wrong-address": "send the next COUNT answers from another module address",
     "garbage": "send noise bytes before the next answer",
+    "truncated": "cut the next COUNT answers short: their second half never arrives",
+    "replayed": "send the last answer to the same instruction again just before each of the "
+    "next COUNT answers (a stale frame replayed on the line)",
     "messy": "'image too messy' for the next COUNT captures",
     "flash-error": "fail the next COUNT flash writes (store, delete, empty, settings)",
     "wrong-password": "the module now wants a password the kiosk does not know",
@@ -90,6 +93,10 @@ class FingerprintSimulator:
         self._bad_checksums = 0
         self._wrong_addresses = 0
         self._garbage = b""
+        self._truncated = 0
+        self._replayed = 0
+        #: The last clean answer to each instruction, for the "replayed" fault.
+        self._last_answers: dict[str, bytes] = {}
         self._pty = PtyPort(
             self._answer, name="ttyR30X", lock=self._lock, on_plug=self._module.power_cycle
         )
@@ -174,6 +181,8 @@ class FingerprintSimulator:
             "bad-checksum": lambda: self.corrupt_next_checksums(count),
             "wrong-address": lambda: self.answer_from_wrong_address(count),
             "garbage": lambda: self.send_garbage(),
+            "truncated": lambda: self.truncate_next_answers(count),
+            "replayed": lambda: self.replay_next_answers(count),
             "slow": lambda: self.delay_answers(count / 10),
             "messy": lambda: self.fail_next_captures(count),
             "flash-error": lambda: self.fail_next_flash_writes(count),
@@ -208,6 +217,17 @@ class FingerprintSimulator:
         with self._lock:
             self._garbage += data
 
+    def truncate_next_answers(self, count: int = 1) -> None:
+        """The next ``count`` answers lose their second half, as when the line drops out."""
+        with self._lock:
+            self._truncated += count
+
+    def replay_next_answers(self, count: int = 1) -> None:
+        """Each of the next ``count`` answers comes just after a stale copy of the module's
+        last answer to the same instruction (nothing extra when there was none)."""
+        with self._lock:
+            self._replayed += count
+
     def delay_answers(self, seconds: float) -> None:
         """Hold every answer back ``seconds`` (0: answer at once), like a busy module."""
         self._pty.answer_delay = seconds
@@ -232,6 +252,7 @@ class FingerprintSimulator:
         with self._lock:
             self._silent = False
             self._bad_checksums = self._wrong_addresses = 0
+            self._truncated = self._replayed = 0
             self._garbage = b""
             self._pty.answer_delay = 0.0
             self._module.messy_captures = self._module.flash_failures = 0
@@ -269,11 +290,25 @@ class FingerprintSimulator:
     def _answer(self, data: bytes) -> bytes:
         if self._silent:
             return b""
+        seen = len(self._module.received)
         frames = self._module.receive(data)
-        return b"".join(self._with_faults(f) if i == 0 else f for i, f in enumerate(frames))
+        commands = self._module.received[seen:]
+        # Which instruction the acknowledge answers: known when the chunk held one command.
+        instruction = commands[0] if len(commands) == 1 else None
+        return b"".join(
+            self._with_faults(f, instruction) if i == 0 else f for i, f in enumerate(frames)
+        )
 
-    def _with_faults(self, frame: bytes) -> bytes:
+    def _with_faults(self, frame: bytes, instruction: str | None) -> bytes:
         """Apply wire faults to an answer (the first frame of a reply: its acknowledge)."""
+        stale = b""
+        if instruction is not None:
+            stale = self._last_answers.get(instruction, b"")
+            self._last_answers[instruction] = frame
+        if self._replayed:
+            self._replayed -= 1
+        else:
+            stale = b""
         if self._wrong_addresses:
             self._wrong_addresses -= 1
             # The address is not covered by the checksum: only it changes.
@@ -281,8 +316,11 @@ class FingerprintSimulator:
         if self._bad_checksums:
             self._bad_checksums -= 1
             frame = frame[:-1] + bytes((frame[-1] ^ 0x5A,))
+        if self._truncated:
+            self._truncated -= 1
+            frame = frame[: len(frame) // 2]
         noise, self._garbage = self._garbage, b""
-        return noise + frame
+        return noise + stale + frame
 
     def _save(self) -> None:
         if self.library_path is None:

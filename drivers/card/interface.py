@@ -123,6 +123,8 @@ class QibixxInterface(CardReader):
         #: A few are plenty: one sale at a time.
         self._ended: OrderedDict[str, Ending] = OrderedDict()
         self._requesting = False
+        #: A line was garbled while the open vend request waited: it may have been the result.
+        self._result_garbled = False
         self._stray_approval: int | None = None
         self._quiet_until = 0.0
         self._handshaking = False
@@ -321,6 +323,8 @@ class QibixxInterface(CardReader):
 
     def _protocol_error(self, text: str) -> None:
         self._protocol_errors += 1
+        if self._requesting:
+            self._result_garbled = True
         log.warning("%s: protocol error: %s", self._who, text)
         self._set_health(self.health.state, self.health.reason, self._detail())
 

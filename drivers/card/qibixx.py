@@ -156,7 +156,7 @@ class QibixxCardReader(QibixxInterface):
                     "capture or void it before the next vend request",
                 )
             waiter = self._expect(_REQUEST_ANSWERS)
-            self._requesting = True
+            self._requesting, self._result_garbled = True, False
             try:
                 try:
                     await self._send(request)
@@ -168,11 +168,15 @@ class QibixxCardReader(QibixxInterface):
             except asyncio.CancelledError:
                 # Tell the reader before re-raising, from a task of its own so that a second
                 # cancellation cannot cut the message short.
-                cleanup = self._spawn(self._after_cancellation(waiter, item))
+                cleanup = self._spawn(self._after_cancellation(waiter, amount_cents, item))
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.shield(cleanup)
                 raise
             late = _queued_approval(waiter)
+            if late is None and self._result_garbled and (
+                answer is None or isinstance(answer, ReaderIdle | HostCancel)
+            ):
+                late = amount_cents  # the garbled line may have been the approval: end it
             try:
                 return await self._conclude(answer, amount_cents, item, request, timeout)
             finally:
@@ -247,15 +251,28 @@ class QibixxCardReader(QibixxInterface):
         self._session = session
         got, wanted = lines.format_amount(approved), lines.format_amount(amount)
         log.warning("%s: reader approved %s for a %s request; voiding it", self._who, got, wanted)
-        await self._end_session(session, lines.VEND_FAILURE)
-        reason = f"the reader approved {got} instead of {wanted}; voided at the reader"
+        try:
+            await self._end_session(session, lines.VEND_FAILURE)
+            done = "voided at the reader"
+        except DeviceRejected:
+            # Refused: no session is open, so that approval was no answer to this request (a
+            # stale or replayed line) and the request still waits there. Cancel it, or the
+            # reader refuses every next request.
+            await self._abandon_request()
+            done = "it was not this request's; the request was cancelled at the reader"
+        reason = f"the reader approved {got} instead of {wanted}; {done}"
         self._emit("declined", amount_cents=amount, reason=reason)
         return Authorization(AuthorizationOutcome.DECLINED, amount, reason=reason)
 
-    async def _after_cancellation(self, waiter: Waiter, item: int) -> None:
+    async def _after_cancellation(self, waiter: Waiter, amount: int, item: int) -> None:
         approval = _queued_approval(waiter)
         if approval is None:
             await self._abandon_request()
+            if self._result_garbled:
+                # A line garbled while the request waited may have been its approval: a session
+                # it opened must not stay open (money held, and the reader refuses new requests).
+                self._stray_approval = amount
+                await self._void_stray_approval()
         else:
             # The approval came in just as the awaiting task was cancelled: nobody will capture it.
             session = Session(new_reference(self._origin), approval, item)

@@ -238,12 +238,15 @@ class CommandChannel:
         self._handle(self._parser.flush())
 
     def _handle(self, items: list[Packet | FrameProblem]) -> None:
+        answers: list[Packet] = []
         for item in items:
             if isinstance(item, Packet):
-                self._on_packet(item)
+                self._on_packet(item, answers)
             else:
                 self._on_problem(item)
         exchange = self._exchange
+        if exchange is not None and answers:
+            self._answer(exchange, answers)
         if (
             exchange is not None
             and exchange.problems
@@ -269,7 +272,7 @@ class CommandChannel:
                 )
             )
 
-    def _on_packet(self, packet: Packet) -> None:
+    def _on_packet(self, packet: Packet, answers: list[Packet]) -> None:
         exchange = self._exchange
         if exchange is None or exchange.answered.is_set():
             self.protocol_errors += 1
@@ -280,9 +283,33 @@ class CommandChannel:
                 packet.encode().hex(" ").upper(),
             )
             return
+        answers.append(packet)
+
+    def _answer(self, exchange: _Exchange, answers: list[Packet]) -> None:
+        """Hand the command its acknowledge; two at once leave it unanswered and retried.
+
+        Nothing ties an acknowledge to its command, so when two arrive together one of them
+        is stale (a frame replayed on the line, a late answer), and which one cannot be told:
+        taking the first could match the wrong finger, so neither is taken.
+        """
         exchange.answered.set()
-        if not exchange.future.done():
-            exchange.future.set_result(packet)
+        if exchange.future.done():
+            return
+        if len(answers) == 1:
+            exchange.future.set_result(answers[0])
+            return
+        self.protocol_errors += 1
+        quoted = " | ".join(answer.encode().hex(" ").upper() for answer in answers)
+        log.warning("%s: protocol error: %d acknowledges to one %s at once (a replayed frame?): "
+                    "%s; resynchronising", self.device, len(answers),
+                    instruction_name(exchange.instruction), quoted)
+        exchange.future.set_exception(
+            DeviceProtocolError(
+                self.device,
+                f"{len(answers)} answers to {instruction_name(exchange.instruction)} on "
+                f"{self.port} at once; which is its own cannot be told",
+            )
+        )
 
     def _on_problem(self, problem: FrameProblem) -> None:
         if problem.data == READY_BYTE:

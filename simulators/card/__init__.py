@@ -4,7 +4,8 @@ The real driver opens :attr:`CardSimulator.port` exactly as it would open ``/dev
 and the simulator answers the line protocol of PROTOCOLS.md section 2 byte for byte.
 
 Behind the interface stand a scriptable customer (:meth:`~CardSimulator.present_card`, or an
-``auto`` answer to every request), faults (reset, malfunction, unplug, garbage, silence) and a
+``auto`` answer to every request), faults (reset, malfunction, unplug, garbage, lines cut short, a
+replayed result, silence) and a
 settlement report like a payment provider's: every vend request, whether it was captured,
 reverted or is still open, with totals.
 

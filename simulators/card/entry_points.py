@@ -56,6 +56,8 @@ _FAULTS: dict[str, tuple[Callable[[CardSimulator], object], str]] = {
     "unplug": (CardSimulator.unplug, "interface unplugged"),
     "replug": (CardSimulator.replug, "interface plugged back in"),
     "garbage": (CardSimulator.send_garbage, "line noise sent"),
+    "truncated": (CardSimulator.truncate_next_lines, "the next line will be cut short"),
+    "replayed": (CardSimulator.replay_result, "the last vend result sent again, if any"),
     "mute": (CardSimulator.stop_answering, "interface stopped answering"),
     "unmute": (CardSimulator.resume_answering, "interface answers again"),
     "wrong_amount": (CardSimulator.approve_wrong_amount, "reader approves 0.50 too much"),

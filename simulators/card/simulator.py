@@ -55,6 +55,7 @@ class CardSimulator:
         ``init_delay`` may be changed on the instance between requests.
         """
         self._lock = threading.RLock()
+        self._truncate = 0  # lines still to be cut short on the wire
         self._interface = QibixxInterface(
             self._send,
             self._after,
@@ -226,6 +227,28 @@ class CardSimulator:
         with self._caught_up():
             self._pty.send(data)
 
+    def truncate_next_lines(self, count: int = 1) -> None:
+        """The interface's next ``count`` lines lose their second half on the wire.
+
+        The newline still arrives, so the host sees a short line where the whole one was due,
+        as when a UART drops bytes in the middle of a line.
+        """
+        with self._caught_up():
+            self._truncate += count
+
+    def replay_result(self) -> bool:
+        """Send the interface's last vend result (approval or denial) again: a stale line.
+
+        False (and nothing sent) when no request has had a result yet.
+        """
+        with self._caught_up() as interface:
+            last = next((line for line in reversed(interface.sent)
+                         if line.startswith("d,STATUS,RESULT,")), None)
+            if last is None:
+                return False
+            self._pty.send(f"{last}\n".encode("ascii"))
+            return True
+
     def send_line(self, line: str) -> None:
         """Write one line to the host as if the interface had sent it (even when muted)."""
         with self._caught_up():
@@ -250,6 +273,10 @@ class CardSimulator:
         self._feed.clear()
 
     def _send(self, data: bytes) -> None:
+        if self._truncate and data.endswith(b"\n"):
+            self._truncate -= 1
+            line = data[:-1]
+            data = line[: len(line) // 2] + b"\n"
         self._pty.send(data)
 
     def _after(self, delay: float, work: Callable[[], None]) -> None:

@@ -264,3 +264,38 @@ async def test_a_restarted_kiosk_cannot_charge_the_old_session_but_confirms_its_
         await sell(sim, reader)
     finally:
         await reader.close()
+
+
+@pytest.mark.parametrize("gives_up", ["deadline", "kiosk cancels"])
+async def test_an_approval_garbled_on_the_line_is_voided_when_the_request_is_given_up(
+    sim: CardSimulator, reader: QibixxCardReader, gives_up: str
+) -> None:
+    waiting = asyncio.create_task(reader.authorize(120, 10, timeout=1.0))
+    await eventually(lambda: sim.reader_state is ReaderState.VEND)
+    sim.truncate_next_lines()
+    sim.present_card("approved")  # approved at the reader; the driver reads "d,STATUS,RE"
+    await eventually(lambda: reader.health.detail["protocol_errors"] == 1)
+    if gives_up == "kiosk cancels":
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+    else:
+        assert (await waiting).outcome is AuthorizationOutcome.TIMED_OUT
+    await eventually(lambda: sim.settlement().open_sessions == 0)
+    assert sim.settlement().transactions[0].status is Settlement.REVERTED
+    await sell(sim, reader)  # the reader takes requests again
+
+
+async def test_a_replayed_approval_of_another_amount_is_declined_and_its_request_cancelled(
+    sim: CardSimulator, reader: QibixxCardReader
+) -> None:
+    await sell(sim, reader, 120)
+    waiting = asyncio.create_task(reader.authorize(130, 11, timeout=5))
+    await eventually(lambda: sim.reader_state is ReaderState.VEND)
+    assert sim.replay_result()  # the 1.20 approval again, while 1.30 is asked for
+    auth = await waiting
+    assert auth.outcome is AuthorizationOutcome.DECLINED and "1.20 instead of 1.30" in auth.reason
+    report = sim.settlement()
+    assert [t.status for t in report.transactions] == [Settlement.CAPTURED, Settlement.ABANDONED]
+    assert report.pending_requests == 0 and report.open_sessions == 0
+    await sell(sim, reader, 130)

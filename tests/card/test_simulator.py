@@ -210,6 +210,29 @@ def test_garbage_goes_out_as_raw_bytes(sim: CardSimulator, client: DatasheetClie
     assert client.serial.readline() == b"\xffnoise\n"
 
 
+def test_a_truncated_line_loses_its_second_half_but_keeps_its_newline(
+    sim: CardSimulator, client: DatasheetClient
+) -> None:
+    client.start()
+    sim.present_card("approved")
+    sim.truncate_next_lines()
+    assert client.ask("D,REQ,1.20,10", answers=2) == ["d,STAT", "d,STATUS,RESULT,1,1.20"]
+    assert sim.sent[-2:] == ["d,STATUS,VEND", "d,STATUS,RESULT,1,1.20"]  # what it meant
+
+
+def test_a_replayed_result_is_the_last_vend_result_again(
+    sim: CardSimulator, client: DatasheetClient
+) -> None:
+    client.start()
+    assert not sim.replay_result()  # no result yet: nothing to replay
+    sim.present_card("approved")
+    client.ask("D,REQ,1.20,10", answers=2)
+    assert client.ask("D,END") == ["d,STATUS,IDLE"]
+    assert sim.replay_result()
+    assert client.read() == "d,STATUS,RESULT,1,1.20"
+    assert sim.settlement().captured_cents == 120  # the reader itself charged once
+
+
 def test_settlement_report_has_every_request_and_the_totals(
     sim: CardSimulator, client: DatasheetClient
 ) -> None:

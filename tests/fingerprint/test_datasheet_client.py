@@ -257,3 +257,25 @@ def test_an_unknown_instruction_is_answered_with_error_receiving_packet(
     client: DatasheetClient,
 ) -> None:
     assert client.command(0x7B) == (0x01, b"")
+
+
+
+def test_a_truncated_answer_stops_halfway_and_the_next_one_is_whole(
+    sim: FingerprintSimulator, client: DatasheetClient
+) -> None:
+    sim.fault("truncated")
+    client.serial.write(bytes.fromhex("EF 01 FF FF FF FF 01 00 03 01 00 05"))  # GenImg
+    client.serial.timeout = 0.2
+    assert client.serial.read(12) == bytes.fromhex("EF 01 FF FF FF FF")  # half, then nothing
+    assert client.command(0x01) == (0x02, b"")
+
+
+def test_a_replayed_answer_is_the_last_one_to_the_same_instruction_sent_before_the_real_one(
+    sim: FingerprintSimulator, client: DatasheetClient
+) -> None:
+    assert client.command(0x1D) == (0x00, b"\x00\x00")  # TemplateNum: empty library
+    sim.enrol("alice", 1)
+    sim.fault("replayed")
+    client.send(0x01, b"\x1d")
+    assert [client.receive()[2] for _ in range(2)] == [b"\x00\x00\x00", b"\x00\x00\x01"]
+    assert client.command(0x1D) == (0x00, b"\x00\x01")  # once only

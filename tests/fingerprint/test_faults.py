@@ -203,3 +203,25 @@ async def test_the_answer_to_a_cancelled_command_is_not_taken_for_the_next_ones(
     with caplog.at_level(logging.WARNING, CHANNEL_LOG):
         assert await reader.count() == 2
     assert protocol_errors(caplog) == []
+
+
+async def test_two_answers_at_once_are_not_trusted_so_a_replayed_match_never_names_another_finger(
+    sim: FingerprintSimulator, reader: R30xFingerprintReader, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim.enrol("alice", 1)
+    sim.enrol("bob", 2)
+    sim.place_finger("alice")
+    alice = await reader.identify(1.0)
+    assert alice is not None and alice.page == 1
+    sim.place_finger("bob")
+    # Every answer now comes after a stale copy of the last one to the same command: to the
+    # search, that is Alice's match.
+    sim.replay_next_answers(100)
+    with (caplog.at_level(logging.WARNING, CHANNEL_LOG),
+          pytest.raises(DeviceProtocolError, match="at once")):
+        await reader.identify(1.0)
+    assert any("2 acknowledges to one GEN_IMG at once" in e for e in protocol_errors(caplog))
+    sim.clear_faults()
+    sim.replay_next_answers(1)  # one doubled answer: asked again, and then it is right
+    bob = await reader.identify(1.0)
+    assert bob is not None and bob.page == 2
