@@ -230,8 +230,21 @@ class GpioSpiralMechanism(VendingMechanism):
             return
         if active and self._turning is not None:
             self._announce_drop(self._turning)
+        elif active and self._loop is not None:
+            # Cut with no vend under way: a product falling late passes within the grace; a
+            # beam still cut after it (a full bin, a bag left in it, a pulled cable) takes the
+            # kiosk out of service now, before a customer pays, not at the next vend.
+            self._loop.call_later(_BEAM_GRACE, self._check_idle_beam)
         elif not active and self.health.reason == _BLOCKED:
             self._settle_health(beam_blocked=False)
+
+    def _check_idle_beam(self) -> None:
+        if (self._closed or not self._inputs or self._lock.locked()
+                or not self._beam_level() or self.health.reason == _BLOCKED):
+            return
+        log.warning("vending: %s", _BLOCKED)
+        self._settle_health(beam_blocked=True)
+        self._emit("beam_blocked", slot=None)
 
     def _edges_since(self, pin: str, since: float) -> list[tuple[float, bool]]:
         with self._edges_lock:

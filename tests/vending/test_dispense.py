@@ -16,6 +16,7 @@ from drivers.base import (
 )
 from drivers.vending.gpio_spiral import GpioSpiralMechanism
 from simulators.vending import BeamFault, SpiralFault, VendingSimulator
+from tests.waiting import eventually
 
 from .conftest import FAST, REVOLUTION, SLACK, motor_started
 
@@ -264,3 +265,37 @@ async def test_several_misses_from_different_slots_make_the_beam_suspect(
     assert (await mechanism.dispense("A4")).delivered
     assert mechanism.health.ok
     await mechanism.close()
+
+
+def heard(mechanism: GpioSpiralMechanism) -> list[DeviceEvent]:
+    events: list[DeviceEvent] = []
+    mechanism.on_event(events.append)
+    return events
+
+
+async def test_a_beam_blocked_while_idle_degrades_the_mechanism_before_anyone_pays(
+    mechanism: GpioSpiralMechanism, simulator: VendingSimulator
+) -> None:
+    events = heard(mechanism)
+    assert mechanism.health.state is HealthState.OK
+    simulator.set_beam_fault(BeamFault.STUCK_BLOCKED)
+
+    await eventually(lambda: mechanism.health.state is HealthState.DEGRADED)
+
+    assert "blocked" in mechanism.health.reason
+    assert [e.name for e in events].count("beam_blocked") == 1
+    assert simulator.runs() == []
+    simulator.set_beam_fault(None)
+    await eventually(lambda: mechanism.health.state is HealthState.OK)
+    assert (await mechanism.dispense("A1")).delivered
+
+
+async def test_a_product_falling_after_its_vend_ended_is_not_a_blocked_beam(
+    mechanism: GpioSpiralMechanism, simulator: VendingSimulator
+) -> None:
+    events = heard(mechanism)
+    simulator.set_beam_fault(BeamFault.STUCK_BLOCKED)
+    simulator.set_beam_fault(None)  # a cut of a moment, as a late product makes
+    await asyncio.sleep(0.8)  # past the grace: a check that would wrongly fire has fired
+    assert mechanism.health.state is HealthState.OK
+    assert "beam_blocked" not in [e.name for e in events]
