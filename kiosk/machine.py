@@ -20,7 +20,7 @@ from kiosk.hardware import Hardware
 from kiosk.ledger import Ledger, NotRecorded
 from kiosk.recovery import Recovered, recover
 from kiosk.sales import Sales
-from kiosk.service import Service
+from kiosk.service import Service, ServiceStatus
 
 if TYPE_CHECKING:
     from simulators.fingerprint import FingerprintSimulator
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-#: How often a kiosk whose database refused a write checks whether it takes writes again.
+#: How often the kiosk checks that its database takes writes (and, after a refusal, again).
 DATABASE_RETRY_SECONDS = 5.0
 
 
@@ -46,6 +46,8 @@ class Machine:
         self._reader_sync: asyncio.Task[None] | None = None
         self._resync = False
         self._watch: asyncio.Task[None] | None = None
+        #: The service status the screens were last told.
+        self._announced: ServiceStatus | None = None
         self.hardware.on_change.append(self.service_changed)
         self.sales.on_finished.append(self.service_changed)
 
@@ -80,19 +82,23 @@ class Machine:
         return True
 
     async def _watch_database(self) -> None:
-        """Bring a kiosk whose database refused a write back into service once it takes writes."""
+        """Notice a database that stopped taking writes, and bring the kiosk back once it does."""
         while True:
             await asyncio.sleep(DATABASE_RETRY_SECONDS)
-            if self.db.writable and not self.service.unsettled:
-                continue
-            self.db.probe_write()
-            if self.db.writable and self.sales.current is None and await self._recover():
-                log.info("the database takes writes again; unfinished sales settled")
-            self.service_changed()
+            try:
+                self.db.probe_write()
+                if (self.db.writable and self.service.unsettled and self.sales.current is None
+                        and await self._recover()):
+                    log.info("the database takes writes again; unfinished sales settled")
+            except Exception:  # the watch must outlive any surprise, or nothing brings it back
+                log.exception("checking the database failed")
+            if self.service.status() != self._announced:
+                self.service_changed()
 
     def service_changed(self) -> None:
         """Tell the screens; keep the card reader from taking cards while the kiosk can't sell."""
-        self.bus.publish("service", self.service.status().as_dict())
+        self._announced = self.service.status()
+        self.bus.publish("service", self._announced.as_dict())
         if not self.service.recovered:
             return
         if self._reader_sync is None or self._reader_sync.done():

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
+import pytest
 from playwright.sync_api import expect
 from sqlmodel import select
 
@@ -102,3 +104,26 @@ def test_dashboard_follows_a_device_going_offline_and_back(
     kiosk.on_server(lambda: vending._set_health(HealthState.OK, "plugged in again"))
     expect(card).to_contain_text("plugged in again")
     expect(tech.page.locator("#service-state")).to_have_text("In service")
+
+
+def test_dashboard_says_why_the_database_refuses_writes_and_when_it_takes_them_again(
+    tech: MaintenancePage, kiosk: Kiosk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Database, "probe_write", lambda self: None)  # the test says when
+    machine = kiosk.machine
+    why = f"database {machine.db.path} refuses writes: database or disk is full"
+
+    def refuse(error: str) -> Callable[[], None]:
+        def change() -> None:
+            machine.db.write_error = error
+            machine.service_changed()
+        return change
+
+    kiosk.on_server(refuse(why))
+    expect(tech.page.locator("#service-state")).to_have_text("Out of service")
+    expect(tech.page.locator("#service-reasons")).to_contain_text(why)
+    expect(tech.page.locator("#database")).to_contain_text(f"NOT writable: {why}")
+    tech.shot("database-refuses-writes")
+    kiosk.on_server(refuse(""))
+    expect(tech.page.locator("#service-state")).to_have_text("In service")
+    expect(tech.page.locator("#database")).to_have_text(f"Database {machine.db.path}: writable")

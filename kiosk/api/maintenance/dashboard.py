@@ -53,7 +53,8 @@ async def dashboard(machine: MachineDep, technician: TechnicianDep) -> dict[str,
         "today": {"sales": int(count), "revenue_cents": int(revenue)},
         "needs_review": int(review),
         "attention": low,
-        "database": {"path": str(machine.db.path), "writable": machine.db.writable},
+        "database": {"path": str(machine.db.path), "writable": machine.db.writable,
+                     "error": machine.db.write_error},
     }
 
 

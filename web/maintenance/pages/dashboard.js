@@ -143,8 +143,10 @@ function draw(board, waiting) {
     : h("p", { class: "muted" }, "Every slot is stocked and working."),
     h("a", { href: "#/stock" }, "Stock and prices"));
   fill(el.devices, Object.entries(board.devices).map(([kind, device]) => deviceCard(kind, device)));
-  fill(el.database, h("span", { class: board.database.writable ? "muted" : "bad" },
-    `Database ${board.database.path}: ${board.database.writable ? "writable" : "NOT writable"}`));
+  fill(el.database, board.database.writable
+    ? h("span", { class: "muted" }, `Database ${board.database.path}: writable`)
+    : h("span", { class: "bad" },
+      `NOT writable: ${board.database.error}. Nothing is sold until it takes writes again.`));
 }
 
 function drawService(service, heldBy) {
