@@ -18,7 +18,7 @@ from kiosk.db import Database
 from kiosk.events import EventBus
 from kiosk.hardware import Hardware
 from kiosk.ledger import Ledger, NotRecorded
-from kiosk.recovery import Recovered, recover
+from kiosk.recovery import RESTART, Recovered, recover
 from kiosk.sales import Sales
 from kiosk.service import Service, ServiceStatus
 
@@ -70,11 +70,11 @@ class Machine:
                  else "out of service: " + "; ".join(status.reasons))
         self.service_changed()
 
-    async def _recover(self) -> bool:
+    async def _recover(self, cause: str = RESTART) -> bool:
         """Settle unfinished sales; False (and out of service) while the database refuses."""
         try:
             self.recovered += await recover(self.ledger, self.hardware.card,
-                                            self.settings.settle_timeout)
+                                            self.settings.settle_timeout, cause)
         except NotRecorded as exc:
             self.service.unsettled = f"unfinished sales cannot be settled yet: {exc}"
             return False
@@ -88,7 +88,7 @@ class Machine:
             try:
                 self.db.probe_write()
                 if (self.db.writable and self.service.unsettled and self.sales.current is None
-                        and await self._recover()):
+                        and await self._recover("a database that refused writes")):
                     log.info("the database takes writes again; unfinished sales settled")
             except Exception:  # the watch must outlive any surprise, or nothing brings it back
                 log.exception("checking the database failed")

@@ -29,6 +29,8 @@ from kiosk.states import SaleState as S
 log = logging.getLogger(__name__)
 
 ACTOR = "recovery"
+#: What interrupted the sales recovery settles at start-up.
+RESTART = "a restart"
 
 
 @dataclass(frozen=True)
@@ -40,25 +42,26 @@ class Recovered:
 
 
 async def recover(
-    ledger: Ledger, card: CardReader | None, settle_timeout: float
+    ledger: Ledger, card: CardReader | None, settle_timeout: float, cause: str = RESTART
 ) -> list[Recovered]:
     """Bring every unfinished sale to a terminal state; returns what was done, oldest first.
 
-    Raises :class:`NotRecorded` when the database refuses the writes: the kiosk must then
-    stay out of service and try again later.
+    ``cause`` is what interrupted them, for the reasons a technician reads. Raises
+    :class:`NotRecorded` when the database refuses the writes: the kiosk must then stay out
+    of service and try again later.
     """
-    return [await settle(ledger, card, sale, settle_timeout)
+    return [await settle(ledger, card, sale, settle_timeout, cause=cause)
             for sale in ledger.unfinished()]
 
 
 async def settle(
     ledger: Ledger, card: CardReader | None, sale: Sale, settle_timeout: float,
-    actor: str = ACTOR,
+    actor: str = ACTOR, cause: str = RESTART,
 ) -> Recovered:
     """End one unfinished sale as the table says (also used for a sale whose drive broke)."""
     found = SaleState(sale.state)
     try:
-        ended, reason = await _settle(ledger, card, sale, found, settle_timeout)
+        ended, reason = await _settle(ledger, card, sale, found, settle_timeout, cause)
     except NotRecorded:
         raise
     except Exception as exc:  # a device raising the unexpected must not strand the sale
@@ -80,31 +83,33 @@ async def settle(
 
 
 async def _settle(
-    ledger: Ledger, card: CardReader | None, sale: Sale, found: SaleState, timeout: float
+    ledger: Ledger, card: CardReader | None, sale: Sale, found: SaleState, timeout: float,
+    cause: str,
 ) -> tuple[SaleState, str]:
     detail = {"recovered_from": found.value}
     if found in (S.CREATED, S.AUTHORIZING):
         note = await _cancel_at_reader(card, sale, timeout)
-        reason = "interrupted by a restart before payment" + (f"; {note}" if note else "")
+        reason = f"interrupted by {cause} before payment" + (f"; {note}" if note else "")
         ledger.move(sale.id, S.CANCELLED, detail, reason=reason)
         return S.CANCELLED, reason
     if found in (S.AUTHORIZED, S.DISPENSE_FAILED):
-        why = "interrupted by a restart before the vend"
+        why = f"interrupted by {cause} before the vend"
         if found is S.DISPENSE_FAILED:
             why = f"not delivered ({sale.reason or 'vend failed'})"
         return await _give_back(ledger, card, sale, detail, why, S.VOIDED, None, timeout)
     if found is S.DISPENSING:
-        why = "interrupted by a restart during the vend: outcome unknown, check the slot's stock"
+        why = f"interrupted by {cause} during the vend: outcome unknown, check the slot's stock"
         return await _give_back(ledger, card, sale, detail, why, S.NEEDS_REVIEW,
                                 flag_slot("a vend was interrupted: check stock"), timeout)
     # dispensed: the beam saw the product fall, so the customer has it and owes for it.
     problem = await settlement.capture(card, sale, timeout)
     if problem:
-        reason = f"product delivered before a restart; {problem}"
+        reason = f"product delivered before {cause}; {problem}"
         ledger.move(sale.id, S.NEEDS_REVIEW, detail, reason=reason)
         return S.NEEDS_REVIEW, reason
-    ledger.move(sale.id, S.COMPLETED, detail, reason="completed after a restart")
-    return S.COMPLETED, "completed after a restart"
+    reason = f"completed after {cause}"
+    ledger.move(sale.id, S.COMPLETED, detail, reason=reason)
+    return S.COMPLETED, reason
 
 
 async def _give_back(

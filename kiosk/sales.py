@@ -224,7 +224,8 @@ class Sales:
             sale = self.ledger.get(run.sale.id)
             if SaleState(sale.state) not in TERMINAL:
                 done = await recovery.settle(self.ledger, self.hardware.card, sale,
-                                             self.settings.settle_timeout, actor="kiosk")
+                                             self.settings.settle_timeout, actor="kiosk",
+                                             cause="a failure")
                 run.sale = self.ledger.get(sale.id)
                 self._announce(run.sale)
                 log.warning("sale %s settled after a failure: %s", sale.id, done.ended)
