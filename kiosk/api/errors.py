@@ -8,6 +8,7 @@ from http import HTTPStatus
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
 from kiosk.ledger import (
@@ -72,6 +73,14 @@ def install(app: FastAPI) -> None:
             where = ".".join(str(part) for part in error.get("loc", ()))
             problems.append(f"{where}: {error.get('msg', 'invalid')}")
         return JSONResponse(error_body("invalid_request", "; ".join(problems)), status_code=422)
+
+    @app.exception_handler(OperationalError)
+    async def database_refused(request: Request, exc: OperationalError) -> JSONResponse:
+        # A write outside the ledger (a login, a session) on a database that refuses writes:
+        # the same answer as a sale gets, and the kiosk learns of it too.
+        database = request.app.state.machine.db
+        database.note_write_failure(exc)
+        return JSONResponse(error_body(NotRecorded.code, database.write_error), status_code=503)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:

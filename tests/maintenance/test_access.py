@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import time
@@ -124,3 +125,23 @@ def test_technician_command_adds_and_lists(settings: Settings) -> None:
     listed = subprocess.run([sys.executable, "-m", "kiosk.cli", "technician", "list"], env=env,
                             capture_output=True, text=True, timeout=60)
     assert listed.stdout.split() == ["rosa"]
+
+
+def test_a_login_the_database_cannot_record_is_a_503_not_an_internal_error(
+    anonymous: httpx.Client, settings: Settings
+) -> None:
+    # Another process holds the write lock past the busy timeout: the login cannot be recorded.
+    holder = sqlite3.connect(settings.database, timeout=1, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        answer = anonymous.post("/api/maintenance/login", json={"name": NAME, "secret": SECRET})
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert answer.status_code == 503, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "not_recorded" and "refuses writes" in error["message"]
+    assert "locked" in error["message"]
+    # The lock is gone: the technician logs in.
+    assert anonymous.post("/api/maintenance/login",
+                          json={"name": NAME, "secret": SECRET}).status_code == 200
