@@ -151,6 +151,10 @@ class KioskProcess:
         self.log = workdir / "kiosk-0.log"
         self.status = ""
 
+    def command(self) -> list[str]:
+        """How the server is started (a subclass may run it confined, say)."""
+        return [*KIOSK, "serve"]
+
     def start(self, timeout: float = 30.0) -> str:
         """Start the server and wait for READY=1; the STATUS it gave (in or out of service)."""
         assert self.process is None, "already running"
@@ -160,11 +164,15 @@ class KioskProcess:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
             listener.bind(str(notify_path))
             listener.settimeout(0.2)
-            with self.log.open("w") as log:
-                self.process = subprocess.Popen(
-                    [*KIOSK, "serve"], env={**self.env, "NOTIFY_SOCKET": str(notify_path)},
-                    stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
-                )
+            # The log goes through a pipe, not a file the server writes itself: a server whose
+            # writes fail (a full disk, a file size limit) still says why.
+            self.process = subprocess.Popen(
+                self.command(), env={**self.env, "NOTIFY_SOCKET": str(notify_path)},
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.workdir,
+            )
+            assert self.process.stdout is not None
+            threading.Thread(target=_copy, args=(self.process.stdout, self.log.open("wb")),
+                             daemon=True, name=f"kiosk log {self.starts}").start()
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 try:
@@ -216,6 +224,13 @@ class KioskProcess:
         """Everything every start of this server logged, oldest first."""
         return "\n".join(path.read_text(errors="replace")
                          for path in sorted(self.workdir.glob("kiosk-*.log")))
+
+
+def _copy(source: IO[bytes], log: IO[bytes]) -> None:
+    with source, log:
+        for line in source:
+            log.write(line)
+            log.flush()
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 15.0,
