@@ -11,7 +11,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -22,6 +22,7 @@ from pydantic_settings import (
 
 from drivers.base import DeviceKind
 from drivers.registry import DeviceUrl, check, parse_device_url
+from drivers.vending.layout import default_layout, load_layout, override_timing
 
 Network = IPv4Network | IPv6Network
 Seconds = Annotated[float, Field(gt=0, le=3600)]
@@ -83,6 +84,21 @@ class Settings(BaseSettings):
         except ValueError as exc:  # DeviceUrlError, or a driver's own (a layout file's) error
             raise ValueError(str(exc)) from None
         return url
+
+    @field_validator("dispense_timeout")
+    @classmethod
+    def _dispense_timeout_outlasts_a_vend(cls, value: float, info: ValidationInfo) -> float:
+        # Shorter than a vend the layout allows, every slow but good vend would end "outcome
+        # unknown": money returned, slot flagged, though the customer has the product.
+        vending = info.data.get("vending")
+        longest = _longest_vend(vending) if isinstance(vending, DeviceUrl) else None
+        if longest is not None and value <= longest:
+            raise ValueError(
+                f"{value:g} s is shorter than one vend may take with the vending timing of "
+                f"{vending.raw if isinstance(vending, DeviceUrl) else ''} ({longest:g} s: a turn, "
+                "the wait for the drop and every nudge); make it longer, or the timing shorter"
+            )
+        return value
 
     @field_validator("trusted_networks", "technician_networks", mode="before")
     @classmethod
@@ -156,6 +172,18 @@ class Settings(BaseSettings):
         if config_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
         return tuple(sources)
+
+
+def _longest_vend(url: DeviceUrl) -> float | None:
+    """The longest one vend may take with this vending URL's layout and timing, if known."""
+    if url.scheme not in ("sim", "gpio-spiral"):
+        return None
+    path = url.params.get("layout") or (url.path if url.scheme == "gpio-spiral" else "")
+    try:
+        layout = load_layout(Path(path)) if path else default_layout()
+        return override_timing(layout, url.params, url.raw).timing.longest_vend
+    except ValueError:
+        return None  # the device URL's own check (or the simulator) says what is wrong
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -17,6 +17,10 @@ from kiosk.machine import Machine
 from tests.doubles import FakeCard, FakeFingerprint, FakeVending
 
 
+#: A simulated mechanism whose longest vend (1.9 s) fits the tests' 3 s dispense timeout.
+QUICK_VENDING = "sim://?revolution=0.2&turn_limit=1&drop_limit=0.2&nudges=1"
+
+
 @pytest.fixture(scope="session")
 def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated database with the demo data, made once and copied for each test."""
@@ -37,6 +41,8 @@ def settings(tmp_path: Path, seeded_template: Path) -> Settings:
     return Settings(
         database=database,
         state_dir=tmp_path,
+        # Quick mechanics, so that a quick dispense timeout still outlasts a vend.
+        vending=QUICK_VENDING,
         payment_timeout=2.0,
         dispense_timeout=3.0,
         settle_timeout=1.0,

@@ -36,7 +36,14 @@ from drivers.base import (
     VendingMechanism,
 )
 from drivers.registry import DeviceUrl, DeviceUrlError
-from drivers.vending.layout import TIMING_KEYS, Layout, SlotWiring, load_layout, override_timing
+from drivers.vending.layout import (
+    BEAM_GRACE,
+    TIMING_KEYS,
+    Layout,
+    SlotWiring,
+    load_layout,
+    override_timing,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +51,7 @@ log = logging.getLogger(__name__)
 _POLL = 0.05
 #: This many vends in a row without a drop, from at least two slots, make the beam suspect.
 _SUSPECT_MISSES = 3
-#: Seconds a blocked beam gets to clear before a vend is refused (a product still falling).
-_BEAM_GRACE = 0.5
+_BEAM_GRACE = BEAM_GRACE
 _BLOCKED = "the drop beam is blocked: empty the delivery bin or clean the beam"
 
 _live: weakref.WeakSet[GpioSpiralMechanism] = weakref.WeakSet()

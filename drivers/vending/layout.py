@@ -29,6 +29,8 @@ Pull = Literal["up", "down", "none"]
 
 #: The settings in ``[timing]``; the same names override them in the device URL.
 TIMING_KEYS = ("start_limit", "turn_limit", "drop_limit", "nudges", "nudge_fraction")
+#: Seconds a blocked beam gets to clear before a vend is refused (a product still falling).
+BEAM_GRACE = 0.5
 
 _SLOT_CODE = re.compile(r"^[A-Z0-9]{1,8}$")
 
@@ -57,6 +59,15 @@ class Timing:
     nudges: int = 3
     #: Length of one nudge, as a fraction of the slot's last measured revolution.
     nudge_fraction: float = 0.25
+
+    @property
+    def longest_vend(self) -> float:
+        """Seconds one vend may take at most: a product still falling from the vend before,
+        a whole turn, the wait for the drop, then every nudge with its own wait. A revolution
+        is at most ``turn_limit``, so a nudge is at most that fraction of it."""
+        grace = min(BEAM_GRACE, self.drop_limit)
+        nudge = self.nudge_fraction * self.turn_limit + self.drop_limit
+        return grace + self.turn_limit + self.drop_limit + self.nudges * nudge
 
 
 @dataclass(frozen=True)

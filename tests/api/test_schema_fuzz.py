@@ -19,7 +19,7 @@ from kiosk import technicians
 from kiosk.config import Settings
 from kiosk.db import Database
 from tests.api.conftest import RunningKiosk
-from tests.conftest import Doubles
+from tests.conftest import QUICK_VENDING, Doubles
 from tests.doubles import FakeCard, FakeFingerprint, FakeVending
 
 #: Streams never end, the simulator panel and the service toggle change what the rest
@@ -35,8 +35,8 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory,
     database = Database(folder / "kiosk.db")
     technicians.add(database, "fuzz", "a secret for the fuzzer")
     database.dispose()
-    config = Settings(database=folder / "kiosk.db", state_dir=folder, payment_timeout=0.5,
-                      dispense_timeout=2, settle_timeout=0.5)
+    config = Settings(database=folder / "kiosk.db", state_dir=folder, vending=QUICK_VENDING,
+                      payment_timeout=0.5, dispense_timeout=2, settle_timeout=0.5)
     doubles = Doubles(FakeVending(), FakeCard(), FakeFingerprint())
     with RunningKiosk(config, doubles) as kiosk:
         login = httpx.post(f"{kiosk.url}/api/maintenance/login",

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from drivers.base import DeviceKind
+from drivers.vending.layout import DEFAULT_LAYOUT_TOML
 from kiosk.cli import main
 from kiosk.config import ConfigError, load_settings
 
@@ -108,3 +109,23 @@ def test_driver_parameters_and_layout_files_are_checked_at_start_up(
     monkeypatch.delenv("KIOSK_VENDING")
     code, err = start_with({"KIOSK_CARD": "qibixx:///dev/ttyACM0?baud=fast"}, capsys, monkeypatch)
     assert code == 2 and "KIOSK_CARD" in err and "baud" in err and err.count("\n") == 1
+
+
+def test_a_dispense_timeout_shorter_than_a_vend_the_layout_allows_stops_the_start_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The demo layout: 0.5 s grace + 8 s turn + 3 s drop + 3 nudges of (0.25 x 8 + 3) s.
+    code, err = start_with({"KIOSK_DISPENSE_TIMEOUT": "26"}, capsys, monkeypatch)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "KIOSK_DISPENSE_TIMEOUT (dispense_timeout): 26 s is shorter" in err and "26.5 s" in err
+    # Shorter timing in the URL makes the same timeout enough.
+    monkeypatch.setenv("KIOSK_VENDING", "sim://?turn_limit=4&nudges=1")
+    assert load_settings().dispense_timeout == 26
+    # A layout file's own timing counts for real hardware.
+    layout = tmp_path / "slots.toml"
+    layout.write_text(DEFAULT_LAYOUT_TOML.replace("turn_limit = 8.0", "turn_limit = 20.0"))
+    assert "turn_limit = 20.0" in layout.read_text()
+    monkeypatch.setenv("KIOSK_VENDING", f"gpio-spiral://?layout={layout}")
+    monkeypatch.setenv("KIOSK_DISPENSE_TIMEOUT", "40")
+    with pytest.raises(ConfigError, match=r"dispense_timeout.*\(47\.5 s"):
+        load_settings()

@@ -339,7 +339,8 @@ class WithSimulatedReader(Doubles):
 @pytest.fixture
 def simulated(settings: Settings, technician: str) -> Iterator[RunningKiosk]:
     sim_settings = Settings(database=settings.database, state_dir=settings.state_dir,
-                            fingerprint="sim://", payment_timeout=5.0, dispense_timeout=3.0,
+                            vending=settings.vending, fingerprint="sim://",
+                            payment_timeout=5.0, dispense_timeout=3.0,
                             settle_timeout=2.0)
     doubles = WithSimulatedReader(FakeVending(), FakeCard(), OfflineFingerprint())
     with RunningKiosk(sim_settings, doubles) as running:
