@@ -93,7 +93,10 @@ def held_unsettled(client: httpx.Client) -> dict[str, Any]:
     def unsettled() -> dict[str, Any] | None:
         ready = client.get("/readyz")
         body: dict[str, Any] = ready.json()
-        return body if ready.status_code == 503 and "could not be settled" in ready.text else None
+        # Said by the sale engine ("could not be settled"), then by the database watcher that
+        # retries every 5 s ("cannot be settled yet").
+        held = "could not be settled" in ready.text or "cannot be settled yet" in ready.text
+        return body if ready.status_code == 503 and held else None
     body: dict[str, Any] = wait_for("the kiosk out of service with the sale unsettled", unsettled)
     return body
 
