@@ -42,7 +42,8 @@ lint: install
 	$(BIN)/mypy
 
 ## bench: the benchmarks in bench/, each against a reference in the same run -> BENCHMARKS.md
-bench: install
+## (about 8 minutes; the first run also builds a database of a million sales in var/bench/)
+bench: install tools
 	$(BIN)/python -m bench
 
 clean:

@@ -8,6 +8,7 @@ secret is given, so guessing from the shop floor's network is slow and then impo
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -27,8 +28,15 @@ MIN_SECRET = 10
 DELAY_BASE = 0.25
 DELAY_CAP = 4.0
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
-#: Verified against when the name is unknown, so a wrong name costs the same as a wrong secret.
-_DUMMY_HASH = _hasher.hash("not a secret of anyone's")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the name is unknown, so a wrong name costs the same as a wrong
+    secret. Made at the first login, whatever the name (so that one costs more for a known
+    name too), not at import: hashing takes a tenth of a second or more, which every start of
+    the kiosk would pay."""
+    return _hasher.hash("not a secret of anyone's")
 
 
 class TechnicianError(Exception):
@@ -74,13 +82,14 @@ async def login(db: Database, name: str, secret: str, session_hours: float) -> t
                                                                                      LoggedIn]:
     """Check a name and secret; returns the session token for the cookie and the session."""
     now = utcnow()
+    dummy = _dummy_hash()
     with db.session() as session:
         technician = session.exec(select(Technician).where(Technician.name == name)).first()
         if technician is not None and technician.locked_until and technician.locked_until > now:
             minutes = max(1, round((technician.locked_until - now).total_seconds() / 60))
             raise LoginRefused(f"too many failed logins: locked for {minutes} more minute(s)",
                                locked=True)
-        stored = technician.secret_hash if technician and technician.active else _DUMMY_HASH
+        stored = technician.secret_hash if technician and technician.active else dummy
         try:
             ok = _hasher.verify(stored, secret) and technician is not None and technician.active
         except (VerificationError, InvalidHashError):

@@ -7,11 +7,12 @@ same-origin), so a page elsewhere cannot make the kiosk's own browser start a sa
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from ipaddress import ip_address
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kiosk.api.errors import ApiError, error_body
 from kiosk.config import LOOPBACK, Network, Settings
@@ -54,8 +55,10 @@ def origin_allowed(request: Request, settings: Settings) -> bool:
     return origin.rstrip("/") in (own, *settings.allowed_origins)
 
 
-def customer(request: Request) -> None:
-    """Dependency of every customer route: the kiosk's browser or a trusted network only."""
+async def customer(request: Request) -> None:
+    """Dependency of every customer route: the kiosk's browser or a trusted network only.
+
+    Asynchronous though it never waits: FastAPI would run a plain function in a worker thread."""
     settings: Settings = request.app.state.settings
     host = request.client.host if request.client else None
     if not address_allowed(host, settings.trusted_networks):
@@ -84,25 +87,53 @@ DOCS_PATHS = ("/docs", "/redoc")
 def install(app: FastAPI) -> None:
     """Refuse, before any route runs, a request whose Host does not name this kiosk; set the
     security headers on every answer."""
+    app.add_middleware(HostAndHeaders)
 
-    @app.middleware("http")
-    async def check_host(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+
+class HostAndHeaders:
+    """The Host check, the maintenance page's networks and the security headers, as a plain
+    ASGI middleware: Starlette's ``BaseHTTPMiddleware`` (``@app.middleware``) would pass
+    every answer, and every event of the event stream, through a task group and a memory
+    stream of its own."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
         settings: Settings = request.app.state.settings
         host = request.headers.get("host", "")
         if not host_allowed(host, settings):
             message = (f"this kiosk does not answer to the host name {host!r}; "
                        "add it to KIOSK_ALLOWED_HOSTS if it should")
-            return JSONResponse(error_body("bad_host", message), status_code=400)
+            await JSONResponse(error_body("bad_host", message), status_code=400)(
+                scope, receive, send)
+            return
         client = request.client.host if request.client else None
-        if request.url.path.startswith("/maintenance") and not address_allowed(
+        path: str = scope["path"]
+        if path.startswith("/maintenance") and not address_allowed(
                 client, settings.technician_networks):
             message = f"{client} may not open the maintenance page"
-            return JSONResponse(error_body("forbidden", message), status_code=403)
-        response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            if name == "Content-Security-Policy" and request.url.path.startswith(DOCS_PATHS):
-                continue  # FastAPI's docs page is inline script from a CDN; off-line it is moot
-            response.headers.setdefault(name, value)
-        return response
+            await JSONResponse(error_body("forbidden", message), status_code=403)(
+                scope, receive, send)
+            return
+        # FastAPI's docs page is inline script from a CDN; off-line it is moot.
+        headers = DOCS_HEADERS if path.startswith(DOCS_PATHS) else ALL_HEADERS
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                answer = MutableHeaders(raw=list(message.get("headers", ())))
+                for name, value in headers:
+                    answer.setdefault(name, value)
+                message["headers"] = answer.raw
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+ALL_HEADERS = tuple(SECURITY_HEADERS.items())
+DOCS_HEADERS = tuple((name, value) for name, value in ALL_HEADERS
+                     if name != "Content-Security-Policy")

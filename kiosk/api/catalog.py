@@ -2,44 +2,97 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
-from sqlmodel import col, select
+import sqlite3
+from pathlib import Path
+from weakref import WeakKeyDictionary
+
+from fastapi import APIRouter, Depends, Response
+from sqlalchemy import select
+from sqlmodel import col
 
 from kiosk.api import access
 from kiosk.api.deps import MachineDep
 from kiosk.api.schemas import ERRORS, CatalogPublic, ProductPublic, SlotPublic, StockState
+from kiosk.machine import Machine
 from kiosk.models import Product, Slot
+from kiosk.states import PaymentMethod
 
 router = APIRouter(prefix="/api/catalog", tags=["catalog"],
                    dependencies=[Depends(access.customer)], responses=ERRORS)
 
+#: Plain columns, not ORM objects: the touchscreen asks often (after every sale, on every
+#: catalog event), and building, tracking and closing a dozen mapped objects per ask cost
+#: more than the rest of the request together.
+ROWS = (
+    select(col(Slot.code), col(Slot.price_cents), col(Slot.stock), col(Slot.enabled),
+           col(Slot.fault), col(Product.id), col(Product.name), col(Product.description),
+           col(Product.image))
+    .join(Product, col(Slot.product_id) == col(Product.id))
+    .where(col(Product.retired).is_(False))
+    .order_by(col(Slot.code))
+)
+
 
 @router.get("", response_model=CatalogPublic)
-async def catalog(machine: MachineDep) -> CatalogPublic:
+async def catalog(machine: MachineDep) -> Response:
     status = machine.service.status()
     mechanism = machine.hardware.vending
     known = mechanism.slots() if mechanism is not None else None
+    answers = _answers.get(machine)
+    if answers is None:
+        answers = _answers[machine] = Answers(machine.db.path)
+    # What the answer is built from besides the database, and whether the database changed.
+    key = (answers.data_version(), status.in_service, status.payment_methods, known,
+           bool(machine.hardware.simulators), machine.settings.currency)
+    if answers.key != key:
+        built = _catalog(machine, status.in_service, status.payment_methods, known)
+        answers.key, answers.body = key, built.model_dump_json().encode()
+    return Response(answers.body, media_type="application/json")
+
+
+class Answers:
+    """The last answer, kept while nothing it was built from changed.
+
+    The touchscreen asks after every sale and on every catalog event, and between two changes
+    gets the same bytes: reading the planogram and building a dozen models cost more than the
+    rest of the request. A commit to the database by anyone (a sale, a technician, another
+    process) is seen through SQLite's ``PRAGMA data_version`` on a connection of this cache's
+    own, which never writes: the number changes whenever another connection has committed.
+    """
+
+    def __init__(self, database: Path) -> None:
+        self.database = database
+        self.key: tuple[object, ...] | None = None
+        self.body = b""
+        self._watcher: sqlite3.Connection | None = None
+
+    def data_version(self) -> int:
+        if self._watcher is None:
+            self._watcher = sqlite3.connect(self.database, check_same_thread=False)
+        version: int = self._watcher.execute("PRAGMA data_version").fetchone()[0]
+        return version
+
+
+_answers: WeakKeyDictionary[Machine, Answers] = WeakKeyDictionary()
+
+
+def _catalog(machine: Machine, in_service: bool, methods: tuple[PaymentMethod, ...],
+             known: frozenset[str] | None) -> CatalogPublic:
     slots = []
-    with machine.db.session() as session:
-        rows = session.exec(
-            select(Slot, Product).join(Product, isouter=True).order_by(col(Slot.code))
-        ).all()
-    for slot, product in rows:
-        if product is None or product.retired:
-            continue
-        sellable = slot.enabled and not slot.fault and (known is None or slot.code in known)
+    with machine.db.engine.connect() as connection:
+        rows = connection.execute(ROWS).all()
+    for code, price, stock, enabled, fault, product_id, name, description, image in rows:
+        sellable = enabled and not fault and (known is None or code in known)
         state = (StockState.DISABLED if not sellable
-                 else StockState.SOLD_OUT if slot.stock <= 0 else StockState.AVAILABLE)
-        assert product.id is not None
+                 else StockState.SOLD_OUT if stock <= 0 else StockState.AVAILABLE)
         slots.append(SlotPublic(
-            code=slot.code, price_cents=slot.price_cents, stock_state=state,
-            product=ProductPublic(id=product.id, name=product.name,
-                                  description=product.description, image=product.image),
+            code=code, price_cents=price, stock_state=state,
+            product=ProductPublic(id=product_id, name=name, description=description, image=image),
         ))
     return CatalogPublic(
         currency=machine.settings.currency,
-        in_service=status.in_service,
-        payment_methods=list(status.payment_methods),
+        in_service=in_service,
+        payment_methods=list(methods),
         simulated=bool(machine.hardware.simulators),
         slots=slots,
     )

@@ -9,7 +9,8 @@ from fastapi import Depends, Request
 from kiosk.machine import Machine
 
 
-def get_machine(request: Request) -> Machine:
+async def get_machine(request: Request) -> Machine:
+    # Asynchronous so that FastAPI does not hand it to a worker thread on every request.
     machine: Machine = request.app.state.machine
     return machine
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -52,6 +53,21 @@ def test_card_purchase_end_to_end(http: httpx.Client, doubles: Doubles) -> None:
     assert ended["state"] == "completed" and ended["instruction"] == "take your product"
     assert doubles.card.captured == ["ref-1"]
     assert by_code(http.get("/api/catalog").json())["C3"]["stock_state"] == "sold_out"
+
+
+def test_the_catalog_shows_each_change_to_the_database_at_once(
+    http: httpx.Client, settings: Settings
+) -> None:
+    # The catalog keeps its last answer for as long as nothing was committed since.
+    assert by_code(http.get("/api/catalog").json())["C3"]["stock_state"] == "available"
+    sale = http.post("/api/sales", json={"slot": "C3", "method": "card"}).json()
+    assert wait_for_end(http, sale["id"])["state"] == "completed"
+    assert by_code(http.get("/api/catalog").json())["C3"]["stock_state"] == "sold_out"
+    other = sqlite3.connect(settings.database)  # another process: a technician's tool
+    with other:
+        other.execute("UPDATE slot SET price_cents = 125 WHERE code = 'A1'")
+    other.close()
+    assert by_code(http.get("/api/catalog").json())["A1"]["price_cents"] == 125
 
 
 def test_second_sale_while_one_runs_is_409_busy(http: httpx.Client, doubles: Doubles) -> None:
