@@ -41,6 +41,8 @@ from drivers.vending.layout import (
 
 log = logging.getLogger(__name__)
 
+#: Changes each mock pin remembers (see :class:`_Line`).
+PIN_HISTORY = 64
 #: The model thread sleeps at most this long when nothing is due.
 _IDLE = 0.5
 #: A model step lands this far past an event, so rounding never hides the crossing.
@@ -85,7 +87,18 @@ class _Spiral:
     delivered: int = 0
 
 
-class _MotorLine(MockPin):  # type: ignore[misc]
+class _Line(MockPin):  # type: ignore[misc]
+    """A mock pin that keeps only its latest changes: gpiozero's keeps every one it ever had
+    (for its own tests' assertions), which a kiosk selling for weeks would carry along."""
+
+    def _change_state(self, value: bool) -> bool:
+        changed = bool(super()._change_state(value))
+        if len(self.states) > PIN_HISTORY:
+            del self.states[:-PIN_HISTORY]
+        return changed
+
+
+class _MotorLine(_Line):
     """A motor, row or column output: the model hears every change while the driver waits."""
 
     def __init__(self, factory: Any, info: Any, on_change: Callable[[], None]) -> None:
@@ -93,7 +106,7 @@ class _MotorLine(MockPin):  # type: ignore[misc]
         super().__init__(factory, info)
 
     def _change_state(self, value: bool) -> bool:
-        changed = bool(super()._change_state(value))
+        changed = super()._change_state(value)
         if changed:
             self._on_change()
         return changed
@@ -104,7 +117,7 @@ class _MotorLine(MockPin):  # type: ignore[misc]
             self._on_change()
 
 
-class _SensorLine(MockPin):  # type: ignore[misc]
+class _SensorLine(_Line):
     """A switch or beam input: the level the machine puts on it wins over the pull resistor."""
 
     def __init__(self, factory: Any, info: Any) -> None:
