@@ -436,25 +436,33 @@ def _named(kind: type[_Fault], value: _Fault | str) -> _Fault:
 def attach(url: DeviceUrl, state_dir: Path) -> Attached:
     """The real driver on a simulator's mock pins, for ``sim://?revolution=1.2&stock=8``.
 
+    ``fall_time`` (default 0.15 s) is how long a product falls to the drop beam.
     Also takes ``layout=PATH`` (default: the demo layout) and the driver's timing overrides.
     Nothing is kept in ``state_dir``: every start is a freshly stocked machine.
     """
-    unknown = sorted(set(url.params) - {"revolution", "stock", "layout", *TIMING_KEYS})
+    unknown = sorted(set(url.params) - {"revolution", "fall_time", "stock", "layout",
+                                        *TIMING_KEYS})
     if unknown:
         raise DeviceUrlError(f"unknown parameter {', '.join(unknown)} in {url.raw!r}; known: "
-                             f"revolution, stock, layout, {', '.join(TIMING_KEYS)}")
-    try:
-        revolution = float(url.param("revolution", "1.2"))
-    except ValueError:
-        raise DeviceUrlError(f"revolution={url.params['revolution']!r} in {url.raw!r} is not "
-                             "a number of seconds") from None
+                             f"revolution, fall_time, stock, layout, {', '.join(TIMING_KEYS)}")
+    seconds: dict[str, float] = {}
+    for key, default in (("revolution", "1.2"), ("fall_time", "0.15")):
+        try:
+            seconds[key] = float(url.param(key, default))
+        except ValueError:
+            raise DeviceUrlError(f"{key}={url.params[key]!r} in {url.raw!r} is not "
+                                 "a number of seconds") from None
+    revolution, fall_time = seconds["revolution"], seconds["fall_time"]
+    if not 0 <= fall_time < 60:
+        raise DeviceUrlError(f"fall_time={fall_time:g} in {url.raw!r} must be 0 to 60 seconds")
     layout_path = url.params.get("layout")
     layout = load_layout(Path(layout_path)) if layout_path else default_layout()
     layout = override_timing(layout, url.params, url.raw)
     if not 0 < revolution < layout.timing.turn_limit:
         raise DeviceUrlError(f"revolution={revolution:g} in {url.raw!r} must be positive and "
                              f"shorter than turn_limit ({layout.timing.turn_limit:g} s)")
-    simulator = VendingSimulator(layout, revolution=revolution, stock=url.int_param("stock", 8))
+    simulator = VendingSimulator(layout, revolution=revolution, fall_time=fall_time,
+                                 stock=url.int_param("stock", 8))
     driver = GpioSpiralMechanism(layout, pin_factory=simulator.factory, description=url.raw)
     return Attached(driver, simulator)
 

@@ -16,7 +16,6 @@ from kiosk.config import Settings
 from kiosk.machine import Machine
 from tests.doubles import FakeCard, FakeFingerprint, FakeVending
 
-
 #: A simulated mechanism whose longest vend (1.9 s) fits the tests' 3 s dispense timeout.
 QUICK_VENDING = "sim://?revolution=0.2&turn_limit=1&drop_limit=0.2&nudges=1"
 

@@ -272,11 +272,14 @@ class GpioSpiralMechanism(VendingMechanism):
             opened = time.monotonic()  # already open: the spiral rests off home after a nudge
         return opened
 
-    def _back_home(self, pin: str, since: float) -> float | None:
+    def _back_home(self, pin: str, since: float, started_open: bool) -> float | None:
         # Edges in the order they came, not by time stamp: a burst from a busy system can carry
-        # nearly equal stamps. Bounces are gpiozero's job (bounce_time).
+        # nearly equal stamps. Bounces are gpiozero's job (bounce_time). A spiral that started
+        # off home never opens its switch on this turn: its first close is home, even one that
+        # is over before the loop looks at the level.
         edges = self._edges_since(pin, since)
-        opened = next((i for i, (_, active) in enumerate(edges) if not active), len(edges))
+        opened = 0 if started_open else next(
+            (i for i, (_, active) in enumerate(edges) if not active), len(edges))
         closed = next((at for at, active in edges[opened:] if active), None)
         return closed if closed is not None or not self._level(pin) else time.monotonic()
 
@@ -414,8 +417,10 @@ class GpioSpiralMechanism(VendingMechanism):
     async def _turn(self, run: _Run) -> DispenseOutcome | None:
         """One revolution, home to home. Returns the fault, if the switch said there was one."""
         timing, code, home = self.layout.timing, run.slot.code, run.slot.home
-        # A nudge or a jam leaves a spiral between stops; its next turn is not a full revolution.
-        # Remembered here rather than read: a matrix row's shared switch may report another motor.
+        # A nudge or a jam leaves a spiral between stops, and a motor switched off late lets it
+        # coast past its switch: the next turn is then not a full revolution. Nudges and jams
+        # are remembered rather than read (a matrix row's shared switch may report another
+        # motor); a coasting spiral is found with its switch open at the start.
         from_home = code not in self._off_home
         self._off_home.add(code)
         with self._powered(run) as started:
@@ -425,14 +430,17 @@ class GpioSpiralMechanism(VendingMechanism):
                 return DispenseOutcome.MOTOR_MISSING
             run.detail["left_home_s"] = round(left - started, 3)
             self._emit("left_home", slot=code, seconds=run.detail["left_home_s"])
-            back = await self._wait(partial(self._back_home, home, started),
+            # Found off home already (no edge opened the switch by then): nothing opens it now.
+            started_open = not any(not active for at, active in self._edges_since(home, started)
+                                   if at <= left)
+            back = await self._wait(partial(self._back_home, home, started, started_open),
                                     started + timing.turn_limit)
             if back is None:
                 return DispenseOutcome.JAMMED
             run.detail["returned_home_s"] = round(back - started, 3)
             self._emit("returned_home", slot=code, seconds=run.detail["returned_home_s"])
         self._off_home.discard(code)
-        if from_home:
+        if from_home and not started_open:
             self._revolution[code] = back - started
         else:
             run.detail["started_off_home"] = True

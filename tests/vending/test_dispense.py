@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 
 import pytest
 
@@ -145,6 +146,49 @@ async def test_a_beam_stuck_clear_reports_not_dropped_though_the_product_fell(
     # The physical truth: products left the spiral (one, or more if a nudge ran long), unseen.
     assert simulator.delivered("C1") >= 1
     assert simulator.stock("C1") == 8 - simulator.delivered("C1")
+
+
+async def test_a_spiral_resting_off_home_stops_at_the_first_home_it_reaches() -> None:
+    # The nudges leave the spiral past its home switch. However briefly the switch then closes
+    # on the way round (a fast spiral, a busy loop), that close is home: one more would push
+    # out a second product for the price of one.
+    with VendingSimulator(revolution=REVOLUTION, home_dwell=0.0001, fall_time=0.01,
+                          drop_pulse=0.005) as simulator:
+        mechanism = GpioSpiralMechanism(simulator.layout.with_timing(**FAST),
+                                        pin_factory=simulator.factory)
+        await mechanism.open()
+        simulator.set_fault("B1", SpiralFault.EMPTY)
+        assert (await mechanism.dispense("B1")).outcome is DispenseOutcome.NOT_DROPPED
+        simulator.restock("B1", 5)
+
+        result = await mechanism.dispense("B1")
+
+        assert result.outcome is DispenseOutcome.DELIVERED
+        assert simulator.delivered("B1") == 1 and simulator.stock("B1") == 4
+        assert simulator.runs("B1")[-1].seconds < REVOLUTION
+        await mechanism.close()
+
+
+async def test_a_turn_from_past_home_does_not_shorten_the_nudges(
+    mechanism: GpioSpiralMechanism, simulator: VendingSimulator
+) -> None:
+    # A busy loop switches the motor off late: the spiral coasts on past its home switch.
+    coasting = [True]
+
+    def busy(event: DeviceEvent) -> None:
+        if event.name == "returned_home" and coasting[0]:
+            time.sleep(0.3 * REVOLUTION)
+
+    mechanism.on_event(busy)
+    assert (await mechanism.dispense("A2")).delivered
+    coasting[0] = False
+    simulator.set_fault("A2", SpiralFault.HANG)
+
+    # Back home after 0.7 of a turn: that is no revolution to size a nudge by.
+    result = await mechanism.dispense("A2")
+
+    assert result.outcome is DispenseOutcome.DELIVERED and result.nudges == 1
+    assert simulator.delivered("A2") == 2
 
 
 async def test_a_drop_seen_before_the_spiral_jams_counts_as_delivered(
