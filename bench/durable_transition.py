@@ -1,12 +1,14 @@
 """A durable sale transition through the ledger, against the same write in raw sqlite3.
 
-``Ledger.move`` reads the sale, checks the move against the state table, updates the sale,
-appends its ``sale_event`` row and commits with ``synchronous=FULL`` in WAL mode, all through
-SQLModel and SQLAlchemy. The reference does the very same statements on the same database
-file with Python's bare ``sqlite3`` and the kiosk's pragmas: read the state, update the sale,
-insert the event, commit. Both walk sales along created -> authorizing -> authorized ->
-dispensing -> dispensed -> completed, interleaved sale by sale so that the disk's mood
-affects both alike. What is left between them is the ORM's cost.
+``Ledger.move`` takes a pooled connection, begins an immediate transaction, reads the sale,
+checks the move against the state table, updates the sale, appends its ``sale_event`` row and
+commits with ``synchronous=FULL`` in WAL mode, and hands back the sale as a SQLModel object.
+The reference does the very same statements on the same database file with Python's bare
+``sqlite3`` and the kiosk's pragmas: read the state, update the sale, insert the event,
+commit. Both walk sales along created -> authorizing -> authorized -> dispensing ->
+dispensed -> completed, interleaved sale by sale so that the disk's mood affects both alike.
+What is left between them is the kiosk's own cost: the pool, the state check, building the
+sale object and the log line.
 """
 
 from __future__ import annotations
@@ -137,13 +139,6 @@ def run() -> list[Figure]:
         note=(f"medians over {len(ours)} transitions each, interleaved sale by sale on one "
               "database file (WAL, synchronous=FULL, foreign keys on). The reference reads the "
               "state, updates the sale, inserts the event and commits, as Ledger.move does."
-              + (f" Why it misses: the ORM. pyinstrument, Ledger.move's time by what it "
-                 f"calls: {split}. Around SQLite's own work, the Session looks the sale up "
-                 "(a SELECT through the ORM), builds and tracks the SaleEvent object and "
-                 "flushes through the unit of work: about a millisecond of Python a "
-                 "transition, against a commit that costs a quarter of one on this virtual "
-                 "disk (on a Pi's SD card the fsync costs milliseconds and the ratio falls). "
-                 "The fix is in kiosk/ledger.py: each transition as SQLAlchemy Core statements "
-                 "(UPDATE ... RETURNING the state, INSERT the event) on one connection."
+              + (f" Why it misses: pyinstrument, Ledger.move's time by what it calls: {split}."
                  if split else "")),
     )]

@@ -39,7 +39,7 @@ from kiosk.ledger import (
     SaleBusy,
     SaleNotFound,
     SlotUnavailable,
-    balance_of,
+    Write,
     both,
     credit_back,
     debit,
@@ -262,7 +262,7 @@ class Sales:
         if auth.outcome is AuthorizationOutcome.APPROVED:
             reference = auth.reference
 
-            def keep_reference(_session: Any, sale: Sale) -> None:
+            def keep_reference(_write: Write, sale: Sale) -> None:
                 sale.reader_reference = reference
 
             await self._move(run, S.AUTHORIZED, {"reference": reference}, effect=keep_reference)
@@ -304,11 +304,11 @@ class Sales:
             return False
         member_id = member.id
 
-        def debit_if_covered(session: Any, sale: Sale) -> None:
-            balance = balance_of(session, member_id)
+        def debit_if_covered(write: Write, sale: Sale) -> None:
+            balance = write.balance(member_id)
             if balance < sale.price_cents:
                 raise InsufficientBalance(balance)
-            debit(member_id)(session, sale)
+            debit(member_id)(write, sale)
 
         try:
             await self._move(run, S.AUTHORIZED, {"member": member_id}, effect=debit_if_covered)

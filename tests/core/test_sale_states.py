@@ -109,3 +109,28 @@ def test_open_states_in_the_migration_match_the_state_table() -> None:
     first = importlib.import_module("kiosk.migrations.versions.0001_first_schema")
     assert set(first.OPEN_STATES) == {s.value for s in OPEN}
     assert set(first.STATES) == {s.value for s in SaleState}
+
+
+def test_a_sale_the_ledger_writes_in_plain_sql_reads_back_the_same_through_the_orm(
+    database: Database,
+) -> None:
+    ledger = Ledger(database)
+    opened = ledger.open_sale("A1", PaymentMethod.CARD)
+    ledger.move(opened.id, SaleState.AUTHORIZING)
+    moved, _ = ledger.move(opened.id, SaleState.AUTHORIZED, {"reference": "r-1"},
+                           effect=lambda _write, sale: setattr(sale, "reader_reference", "r-1"))
+    ledger.audit("test", "compare")  # written by SQLAlchemy, for its stored time format
+
+    loaded = Ledger(Database(database.path)).get(opened.id)
+    assert loaded.model_dump() == moved.model_dump()
+    assert (loaded.state, loaded.reader_reference) == (SaleState.AUTHORIZED, "r-1")
+    assert loaded.created_at == opened.created_at and loaded.created_at.tzinfo is not None
+    assert loaded.updated_at > loaded.created_at
+    with database.engine.connect() as connection:
+        created, updated = connection.exec_driver_sql(
+            "SELECT created_at, updated_at FROM sale WHERE id = ?", (opened.id,)).one()
+        (audited,) = connection.exec_driver_sql(
+            "SELECT at FROM audit_log ORDER BY id DESC LIMIT 1").one()
+    # Times sort as text across both writers only if they are written alike.
+    assert len(created) == len(updated) == len(audited) == len("2026-01-01 00:00:00.000000")
+    assert created[10] == audited[10] == " "

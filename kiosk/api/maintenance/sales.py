@@ -22,7 +22,7 @@ from typing import Annotated, Any, NoReturn
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
-from sqlalchemy import ColumnElement, func, or_, update
+from sqlalchemy import ColumnElement, or_, update
 from sqlalchemy import select as select_columns
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
@@ -32,7 +32,7 @@ from kiosk.api.deps import MachineDep
 from kiosk.api.errors import ApiError
 from kiosk.api.maintenance.deps import TechnicianDep, technician_network
 from kiosk.api.schemas import ERRORS
-from kiosk.ledger import credit_back
+from kiosk.ledger import Write, credit_back
 from kiosk.machine import Machine
 from kiosk.models import AccountEntry, AuditLog, Member, Sale, SaleEvent, utcnow
 from kiosk.states import TERMINAL, PaymentMethod, SaleState
@@ -211,9 +211,10 @@ async def resolve_sale(sale_id: str, body: SaleResolve, machine: MachineDep,
             session.rollback()
             _refuse_resolution(_sale(session, sale_id))
         sale = _sale(session, sale_id)  # read after the update: the resolution is on it
-        net_before = _account_net(session, sale_id)
-        money = _settle(session, sale, body.resolution, technician.name)
-        net_after = _account_net(session, sale_id)
+        write = Write.within(session)
+        net_before = write.net_of_sale(sale_id)
+        money = _settle(write, sale, body.resolution, technician.name)
+        net_after = write.net_of_sale(sale_id)
         session.add(SaleEvent(
             sale_id=sale_id, from_state=SaleState.NEEDS_REVIEW, to_state=SaleState.NEEDS_REVIEW,
             detail={"resolution": body.resolution.value, "note": body.note,
@@ -244,33 +245,26 @@ def _refuse_resolution(sale: Sale) -> NoReturn:
                    f"at {when}")
 
 
-def _settle(session: Session, sale: Sale, resolution: Resolution, technician: str) -> str:
+def _settle(write: Write, sale: Sale, resolution: Resolution, technician: str) -> str:
     """Move the money the verdict calls for; returns what was done, in words for the history."""
     if sale.method != PaymentMethod.ACCOUNT:
         return ("card payment: the kiosk moves no money; settle at the card provider "
                 f"(reader reference {sale.reader_reference or 'none'})")
     if sale.member_id is None:
         return "no member was charged for this sale"
-    net = _account_net(session, sale.id)
+    net = write.net_of_sale(sale.id)
     if resolution is Resolution.REFUNDED:
         if net >= 0:
             return "nothing to refund: the member was already credited back"
-        credit_back(session, sale)
+        credit_back(write, sale)
         return f"credited {-net} cents back to member {sale.member_id}"
     owed = -sale.price_cents - net
     if owed >= 0:
         return "the debit stands"
-    session.add(AccountEntry(
-        member_id=sale.member_id, amount_cents=owed, sale_id=sale.id,
-        reason=f"sale {sale.slot_code} {sale.product_name}: delivered (review by {technician})",
-    ))
+    write.entry(sale.member_id, owed,
+                f"sale {sale.slot_code} {sale.product_name}: delivered (review by {technician})",
+                sale.id)
     return f"debited {-owed} cents from member {sale.member_id}: the product was delivered"
-
-
-def _account_net(session: Session, sale_id: str) -> int:
-    total = session.exec(select(func.coalesce(func.sum(AccountEntry.amount_cents), 0))
-                         .where(AccountEntry.sale_id == sale_id)).one()
-    return int(total)
 
 
 # --- reading --------------------------------------------------------------------------------
