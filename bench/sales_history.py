@@ -125,7 +125,7 @@ def cached_database() -> tuple[Path, float]:
     path = CACHE / f"sales-{SALES}-schema-{revision}-gen-{GENERATION}.db"
     if path.exists():
         return path, 0.0
-    for old in CACHE.glob(f"sales-{SALES}-*.db"):
+    for old in CACHE.glob(f"sales-{SALES}-*"):  # an older schema's database, WAL and log
         old.unlink()
     started = time.perf_counter()
     build(path)
@@ -204,19 +204,42 @@ def export(client: httpx.Client, pid: int) -> tuple[float, float, float, int]:
     return before, watch.peak, time.perf_counter() - started, rows - 1
 
 
+def forget(path: Path) -> None:
+    """Drop the database file from the operating system's cache (no root needed for that).
+
+    A kiosk's technician opens the list now and then, long after the pages were last read: a
+    page must be quick when the rows come from the disk, not only after a first walk read them.
+    """
+    for name in (path, Path(f"{path}-wal")):
+        if name.exists():
+            descriptor = os.open(name, os.O_RDONLY)
+            try:
+                os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(descriptor)
+
+
+def browse(client: httpx.Client) -> tuple[list[float], tuple[float, str]]:
+    """Every query walked once: each page's seconds, and the slowest page with its query."""
+    pages: list[float] = []
+    slowest = (0.0, "")
+    for params in QUERIES:
+        times = walk(client, params)
+        pages += times
+        if max(times) > slowest[0]:
+            slowest = (max(times), "&".join(f"{k}={v}" for k, v in params.items()))
+    return pages, slowest
+
+
 def run() -> list[Figure]:
     path, built = cached_database()
     with serve(path) as kiosk, httpx.Client(base_url=kiosk.url, timeout=120) as client:
         client.post("/api/maintenance/login",
                     json={"name": TECHNICIAN, "secret": SECRET}).raise_for_status()
-        walk(client, {})  # warm up: the first pages read the index from disk
-        pages: list[float] = []
-        slowest = (0.0, "")
-        for params in QUERIES:
-            times = walk(client, params)
-            pages += times
-            if max(times) > slowest[0]:
-                slowest = (max(times), "&".join(f"{k}={v}" for k, v in params.items()))
+        walk(client, {})  # warm up the server's code paths (and SQLite's own small cache)
+        forget(path)
+        pages, slowest = browse(client)
+        warm, _ = browse(client)  # the same pages again, now from the OS cache
         before, peak, seconds, rows = export(client, kiosk.pid)
     if rows != SALES:
         raise RuntimeError(f"the export had {rows} rows, not {SALES}")
@@ -232,9 +255,13 @@ def run() -> list[Figure]:
             ratio=p99 / 0.050, target="page p99 <= 50 ms", met=p99 <= 0.050,
             note=(f"{len(pages)} pages over {len(QUERIES)} queries (filters by state, method, "
                   "slot, resolution and dates, alone and combined), each walked up to "
-                  f"{PAGES} pages by its cursor, over HTTP from a logged-in client. Slowest "
-                  f"page {slowest[0] * 1000:.1f} ms ({slowest[1] or 'no filter'}). Database "
-                  f"{size:.0f} MB ({origin}, kept in var/bench/). Ratio = p99 / target."),
+                  f"{PAGES} pages by its cursor, over HTTP from a logged-in client, with the "
+                  "database file dropped from the OS cache first (posix_fadvise), so rows come "
+                  f"from the disk. Slowest page {slowest[0] * 1000:.1f} ms "
+                  f"({slowest[1] or 'no filter'}). The same pages again from the OS cache: p99 "
+                  f"{percentile(warm, 0.99) * 1000:.1f} ms, median "
+                  f"{statistics.median(warm) * 1000:.1f} ms. Database {size:.0f} MB ({origin}, "
+                  "kept in var/bench/). Ratio = p99 / target."),
         ),
         Figure(
             name=f"CSV export of {SALES:,} sales (server memory growth)",

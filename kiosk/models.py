@@ -94,8 +94,13 @@ class AccountEntry(SQLModel, table=True):
 
 class Sale(SQLModel, table=True):
     # The schema (checks, the one-open-sale index) lives in the migrations; see 0001.
-    # The list of sales in a state, newest first, reads this index in order (see 0004).
-    __table_args__ = (Index("ix_sale_state_created_at", "state", "created_at"),)
+    # The sale list reads these in time order and filters in them, not in the rows (see 0005).
+    __table_args__ = (
+        Index("ix_sale_created_at_filters", "created_at", "state", "method", "slot_code",
+              "resolution"),
+        Index("ix_sale_state_created_at_filters", "state", "created_at", "method", "slot_code",
+              "resolution"),
+    )
 
     id: str = Field(default_factory=lambda: str(uuid.uuid4()), primary_key=True, max_length=36)
     slot_code: str = Field(max_length=8)
@@ -108,7 +113,7 @@ class Sale(SQLModel, table=True):
     member_id: int | None = Field(default=None, foreign_key="member.id")
     #: Why the sale ended as it did, in words a customer or technician can act on.
     reason: str = Field(default="", max_length=200)
-    created_at: datetime = _time(index=True)
+    created_at: datetime = _time()
     updated_at: datetime = _time()
     #: A technician's verdict on a needs_review sale, "delivered" or "refunded"; "" until then.
     #: Given once (a trigger refuses to rewrite it, see migration 0003); the state stays.

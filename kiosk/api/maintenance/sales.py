@@ -27,6 +27,7 @@ from sqlalchemy import select as select_columns
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from kiosk.api.deps import MachineDep
 from kiosk.api.errors import ApiError
@@ -160,12 +161,8 @@ class SaleResolve(BaseModel):
 async def list_sales(query: Annotated[SalePageQuery, Query()], machine: MachineDep,
                      technician: TechnicianDep) -> SalePage:
     """Sales, newest first, a page at a time (keyset: pages stay right while sales come in)."""
-    statement = select(Sale).where(*_conditions(query))
-    if query.cursor is not None:
-        statement = statement.where(*_beyond(*_read_cursor(query.cursor), older=True))
-    statement = statement.order_by(col(Sale.created_at).desc(), col(Sale.id).desc())
     with machine.db.session() as session:
-        found = session.exec(statement.limit(query.limit + 1)).all()
+        found = session.exec(page_statement(query)).all()
     page = found[:query.limit]
     more = len(found) > query.limit
     return SalePage(sales=[_sale_record(sale) for sale in page],
@@ -268,6 +265,15 @@ def _settle(write: Write, sale: Sale, resolution: Resolution, technician: str) -
 
 
 # --- reading --------------------------------------------------------------------------------
+
+
+def page_statement(query: SalePageQuery) -> SelectOfScalar[Sale]:
+    """One page of the list, and one sale more to tell whether another page follows."""
+    statement = select(Sale).where(*_conditions(query))
+    if query.cursor is not None:
+        statement = statement.where(*_beyond(*_read_cursor(query.cursor), older=True))
+    statement = statement.order_by(col(Sale.created_at).desc(), col(Sale.id).desc())
+    return statement.limit(query.limit + 1)
 
 
 def _conditions(filters: SaleFilters, along_time: bool = False) -> list[ColumnElement[bool]]:
