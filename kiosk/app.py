@@ -40,6 +40,9 @@ def create_app(
         summary="Self-service vending kiosk: catalog, sales, devices and maintenance.",
         version="0.1.0",
         lifespan=lifespan,
+        # The kiosk exports no OpenTelemetry. Left on, FastAPI asks the global providers on
+        # every request whether someone has configured one since.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     errors.install(app)

@@ -7,17 +7,20 @@ same-origin), so a page elsewhere cannot make the kiosk's own browser start a sa
 
 from __future__ import annotations
 
+import functools
 from ipaddress import ip_address
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kiosk.api.errors import ApiError, error_body
 from kiosk.config import LOOPBACK, Network, Settings
 
 
+# Cached: the same few callers ask again and again, and parsing an address on every request
+# cost more than the rest of the check. Bounded, so that many callers cannot grow it.
+@functools.lru_cache(maxsize=256)
 def address_allowed(host: str | None, networks: tuple[Network, ...]) -> bool:
     if host is None:
         return False
@@ -36,9 +39,14 @@ def host_allowed(host_header: str, settings: Settings) -> bool:
     A page on a domain its owner points at 127.0.0.1 (DNS rebinding) would otherwise be
     "same-origin" with the kiosk and could start a vend from the kiosk's own browser.
     """
+    return _host_name_allowed(host_header, settings.allowed_hosts)
+
+
+@functools.lru_cache(maxsize=256)
+def _host_name_allowed(host_header: str, allowed_hosts: tuple[str, ...]) -> bool:
     name = host_header.rsplit(":", 1)[0] if not host_header.endswith("]") else host_header
     name = name.strip("[]").lower()
-    if name in ("localhost", *settings.allowed_hosts):
+    if name in ("localhost", *allowed_hosts):
         return True
     try:
         ip_address(name)
@@ -60,7 +68,8 @@ async def customer(request: Request) -> None:
 
     Asynchronous though it never waits: FastAPI would run a plain function in a worker thread."""
     settings: Settings = request.app.state.settings
-    host = request.client.host if request.client else None
+    client = request.scope.get("client")
+    host = client[0] if client else None
     if not address_allowed(host, settings.trusted_networks):
         raise ApiError(403, "forbidden", f"{host} may not use the customer API of this kiosk")
     if not origin_allowed(request, settings):
@@ -103,37 +112,44 @@ class HostAndHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request = Request(scope)
-        settings: Settings = request.app.state.settings
-        host = request.headers.get("host", "")
+        # Straight from the scope rather than through a Request: this runs on every request,
+        # and the catalog's whole answer costs about as much as building one.
+        settings: Settings = scope["app"].state.settings
+        host = next((value for name, value in scope["headers"] if name == b"host"),
+                    b"").decode("latin-1")
         if not host_allowed(host, settings):
             message = (f"this kiosk does not answer to the host name {host!r}; "
                        "add it to KIOSK_ALLOWED_HOSTS if it should")
             await JSONResponse(error_body("bad_host", message), status_code=400)(
                 scope, receive, send)
             return
-        client = request.client.host if request.client else None
         path: str = scope["path"]
-        if path.startswith("/maintenance") and not address_allowed(
-                client, settings.technician_networks):
-            message = f"{client} may not open the maintenance page"
-            await JSONResponse(error_body("forbidden", message), status_code=403)(
-                scope, receive, send)
-            return
+        if path.startswith("/maintenance"):
+            address = scope.get("client")
+            client = address[0] if address else None
+            if not address_allowed(client, settings.technician_networks):
+                message = f"{client} may not open the maintenance page"
+                await JSONResponse(error_body("forbidden", message), status_code=403)(
+                    scope, receive, send)
+                return
         # FastAPI's docs page is inline script from a CDN; off-line it is moot.
         headers = DOCS_HEADERS if path.startswith(DOCS_PATHS) else ALL_HEADERS
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                answer = MutableHeaders(raw=list(message.get("headers", ())))
-                for name, value in headers:
-                    answer.setdefault(name, value)
-                message["headers"] = answer.raw
+                # A header the answer sets itself stays as it is. A copy: the list may be
+                # the response object's own.
+                raw = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in raw}
+                raw.extend(header for header in headers if header[0] not in present)
+                message["headers"] = raw
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
 
 
-ALL_HEADERS = tuple(SECURITY_HEADERS.items())
+#: The security headers as raw ASGI headers: lower-case names, bytes.
+ALL_HEADERS = tuple((name.lower().encode("latin-1"), value.encode("latin-1"))
+                    for name, value in SECURITY_HEADERS.items())
 DOCS_HEADERS = tuple((name, value) for name, value in ALL_HEADERS
-                     if name != "Content-Security-Policy")
+                     if name != b"content-security-policy")
