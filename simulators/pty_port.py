@@ -35,6 +35,12 @@ log = logging.getLogger(__name__)
 
 Answer = Callable[[bytes], bytes]
 
+#: How long before a held answer is due the port's thread stops sleeping and watches the
+#: clock instead. A sleeping thread wakes late (timer slack, the scheduler: a tenth of a
+#: millisecond typically, more on a busy machine), and a paced line must not add that
+#: lateness to the wire time it stands for.
+SPIN = 0.0005
+
 
 class LineFeed:
     """An :data:`Answer` for an ASCII line protocol: each complete line goes to ``on_line``.
@@ -94,8 +100,9 @@ class PtyPort:
         self.lock = lock or threading.RLock()
         #: Seconds every answer is held back (a slow device); 0 answers at once.
         self.answer_delay = 0.0
-        #: Emulate a UART at this baud (10 bits a byte): each command is answered only after
-        #: its bytes and the answer's bytes would have crossed the wire. None: as fast as a pty.
+        #: Emulate a UART at this baud (10 bits a byte): each answer is sent when the
+        #: command's bytes and its own would have crossed the wire, counted from the moment
+        #: the command was read off the pty. None: as fast as a pty.
         self.wire_baud: int | None = None
         #: Bytes received from and sent to the client, for benchmarks against the wire time.
         self.bytes_in = 0
@@ -106,6 +113,8 @@ class PtyPort:
         self._follower: int | None = None
         self._tty: str | None = None
         self._outbox = bytearray()
+        #: Answers held back (answer_delay, wire_baud), oldest first, each with the
+        #: time.perf_counter() it is due at; they leave in order, as on a serial line.
         self._delayed: list[tuple[float, bytes]] = []
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._order = itertools.count()  # timers due at the same moment run in order given
@@ -160,8 +169,8 @@ class PtyPort:
         with self.lock:
             self._take_input()
             self._flush()
-            if self._outbox:
-                self._wake()
+            if self._outbox or self._delayed:
+                self._wake()  # the thread may be asleep with nothing due: it must look again
 
     def unplug(self) -> None:
         """Close the pty and remove :attr:`port`; ``on_unplug`` runs first."""
@@ -205,6 +214,12 @@ class PtyPort:
             fd = self._controller
             outgoing = [fd] if fd is not None and self._outbox else []
             wait = self._until_due()
+            answer_due = self._delayed[0][0] if self._delayed else None
+        if answer_due is not None and answer_due - time.perf_counter() <= SPIN:
+            # Too close to sleep on: watch the clock (without the lock, so the simulator's
+            # other users are not held up); the next turn sends the answer.
+            _wait_until(answer_due)
+            return False
         watched = [self._wake_r] if fd is None else [self._wake_r, fd]
         try:
             readable, writable, _ = select.select(watched, outgoing, [], wait)
@@ -225,6 +240,9 @@ class PtyPort:
         """Answer all the client has sent so far; called holding :attr:`lock`."""
         # Read and answer under one lock, so input is answered in order whichever thread reads.
         while self._controller is not None:
+            # Every byte read now was on the pty by this moment: pacing counts from here, so
+            # the time spent answering is inside the wire time, not added after it.
+            arrived = time.perf_counter()
             try:
                 data = os.read(self._controller, 4096)
             except OSError:  # mostly BlockingIOError: nothing more to read
@@ -244,14 +262,18 @@ class PtyPort:
             if self.wire_baud:
                 delay += (len(data) + len(answer)) * 10 / self.wire_baud
             if delay > 0:
-                self._delayed.append((time.monotonic() + delay, answer))
+                self._delayed.append((arrived + delay, answer))
             else:
                 self._outbox += answer
 
     def _run_due(self) -> None:
-        now = time.monotonic()
-        while self._delayed and self._delayed[0][0] <= now:
+        released = False
+        while self._delayed and self._delayed[0][0] <= time.perf_counter():
             self._outbox += self._delayed.pop(0)[1]
+            released = True
+        if released:
+            self._flush()  # now, not after another turn through select()
+        now = time.monotonic()
         while self._timers and self._timers[0][0] <= now:
             work = heapq.heappop(self._timers)[2]
             try:
@@ -260,8 +282,13 @@ class PtyPort:
                 log.exception("simulated device on %s: scheduled work failed", self._port)
 
     def _until_due(self) -> float | None:
-        due = [queued[0][0] for queued in (self._delayed, self._timers) if queued]
-        return max(0.0, min(due) - time.monotonic()) if due else None
+        """Seconds to sleep at most: until the next timer, or until an answer is nearly due."""
+        waits = []
+        if self._delayed:
+            waits.append(self._delayed[0][0] - SPIN - time.perf_counter())
+        if self._timers:
+            waits.append(self._timers[0][0] - time.monotonic())
+        return max(0.0, min(waits)) if waits else None
 
     def _flush(self) -> None:
         """Write the outbox as far as the client takes it; called holding :attr:`lock`."""
@@ -347,3 +374,11 @@ class PtyPort:
                 self._controller = self._follower = self._tty = None
                 self._outbox.clear()
                 self._delayed.clear()
+
+
+def _wait_until(moment: float) -> None:
+    """Return at ``time.perf_counter()`` = ``moment``, give or take a microsecond or two."""
+    while time.perf_counter() < moment:
+        # A select() that waits for nothing: it lets the GIL go, so the other threads run
+        # meanwhile, and returns at once (time.sleep(0) would sleep on for timer slack).
+        select.select([], [], [], 0)

@@ -45,6 +45,15 @@ class Reply:
         return self.code == Confirmation.OK
 
 
+class _NoAnswer(Exception):
+    """The deadline of an exchange passed with no acknowledge (only inside the channel)."""
+
+
+def _no_answer(future: asyncio.Future[Packet]) -> None:
+    if not future.done():
+        future.set_exception(_NoAnswer())
+
+
 @dataclass
 class _Exchange:
     """A command on the wire, waiting for its acknowledge."""
@@ -167,18 +176,24 @@ class CommandChannel:
         self, instruction: int, params: bytes, timeout: float | None
     ) -> Packet:
         limit = self.reply_timeout if timeout is None else timeout
-        name = instruction_name(instruction)
+        frame = command(instruction, params, self.address).encode()
         await self._lock.acquire()
         handed_over = False
         loop = asyncio.get_running_loop()
         exchange = _Exchange(instruction, loop.create_future(), loop.time() + limit)
+        # Everything is made ready before the command goes out and nothing but the wait
+        # follows it, so an answer finds the event loop already waiting for it (and, with a
+        # simulated module in this process, the GIL free for the simulator's thread). The
+        # deadline is a plain timer that fails the future: cheaper than a timeout scope
+        # around the await, which is armed and torn down again on every exchange.
+        deadline = loop.call_at(exchange.deadline, _no_answer, exchange.future)
         try:
             self._exchange = exchange
-            await self._link.write(command(instruction, params, self.address).encode())
+            await self._link.write(frame)
             try:
-                async with asyncio.timeout(limit):
-                    packet = await exchange.future
-            except TimeoutError:
+                packet = await exchange.future
+            except _NoAnswer:
+                name = instruction_name(instruction)
                 self._note_silence(name, limit)
                 raise DeviceTimeout(
                     self.device,
@@ -191,10 +206,13 @@ class CommandChannel:
             if not exchange.answered.is_set():
                 # The module will still answer: keep the line reserved until it has (or its
                 # deadline passed), so that answer cannot be taken for the next command's.
-                self._settler = asyncio.create_task(self._settle(exchange), name=f"settle {name}")
+                self._settler = asyncio.create_task(
+                    self._settle(exchange), name=f"settle {instruction_name(instruction)}"
+                )
                 handed_over = True
             raise
         finally:
+            deadline.cancel()
             if not handed_over:
                 self._release(exchange)
 

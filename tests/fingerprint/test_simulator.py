@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import select
+import time
+import tty
 from pathlib import Path
 
 import pytest
@@ -127,3 +130,27 @@ def test_the_console_ends_cleanly_at_end_of_input() -> None:
     out = io.StringIO()
     assert console([], stdin=io.StringIO("list\n"), stdout=out) == 0
     assert out.getvalue().splitlines()[1] == "ok 0 templates"
+
+
+def test_a_paced_line_answers_when_the_bytes_would_have_crossed_the_wire_and_not_before(
+    sim: FingerprintSimulator,
+) -> None:
+    sim.wire.wire_baud = 9600  # slow, so the wire time stands out from a pty's microseconds
+    gen_img = bytes.fromhex("EF01FFFFFFFF010003010005")
+    wire_time = (len(gen_img) + 12) * 10 / 9600  # the 12-byte acknowledge: 25 ms in all
+    client = os.open(sim.port, os.O_RDWR | os.O_NOCTTY)
+    tty.setraw(client)
+    try:
+        for _ in range(3):
+            sent = time.perf_counter()
+            os.write(client, gen_img)
+            answer = b""
+            while len(answer) < 12:
+                assert select.select([client], [], [], 2.0)[0], "no answer within 2 s"
+                answer += os.read(client, 64)
+            elapsed = time.perf_counter() - sent
+            assert answer[9] == 0x02  # no finger on the sensor
+            # Never sooner than the wire; later only by what a busy machine may add.
+            assert wire_time <= elapsed < wire_time + 0.1
+    finally:
+        os.close(client)
