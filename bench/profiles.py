@@ -182,16 +182,25 @@ def sqlite_memory_used() -> int | None:
 
 @contextmanager
 def allocations() -> Iterator[list[str]]:
-    """Trace allocations in the body of the ``with``; the list gets, afterwards, what stayed
-    allocated by owner, largest first, as "owner KB" strings (first item: the total)."""
+    """What the body of the ``with`` left allocated: the list gets, afterwards, what stayed
+    by owner, largest first, as "owner KB" strings (first item: the total).
+
+    Start tracing (``tracemalloc.start(10)``) before a warm-up, and this uses it and leaves it
+    running: an object freed in the body counts against what the body allocated only if its
+    own allocation was traced, so a bounded buffer that replaces its oldest entries would
+    otherwise look like growth. Without tracing already on, this traces the body alone.
+    """
     summary: list[str] = []
-    tracemalloc.start(10)
+    ours = not tracemalloc.is_tracing()
+    if ours:
+        tracemalloc.start(10)
     before = tracemalloc.take_snapshot()
     try:
         yield summary
     finally:
         after = tracemalloc.take_snapshot()
-        tracemalloc.stop()
+        if ours:
+            tracemalloc.stop()
     owners: collections.Counter[str] = collections.Counter()
     for stat in after.compare_to(before, "traceback"):
         owner = next((label for frame in reversed(stat.traceback) for mark, label in OWNERS

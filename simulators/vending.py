@@ -18,6 +18,7 @@ import math
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 
 #: Changes each mock pin remembers (see :class:`_Line`).
 PIN_HISTORY = 64
+#: Finished motor runs, and moments motors overlapped, the model lists (the latest): a machine
+#: simulated for weeks keeps its totals (motor seconds, deliveries) without every run behind them.
+RUNS_KEPT = 256
 #: The model thread sleeps at most this long when nothing is due.
 _IDLE = 0.5
 #: A model step lands this far past an event, so rounding never hides the crossing.
@@ -85,6 +89,8 @@ class _Spiral:
     fault: SpiralFault | None = None
     powered_since: float | None = None
     delivered: int = 0
+    #: Seconds of every finished run, added up as each ends.
+    motor_seconds: float = 0.0
 
 
 class _Line(MockPin):  # type: ignore[misc]
@@ -177,8 +183,9 @@ class VendingSimulator:
         self._spirals = {code: _Spiral(stock) for code in self.layout.slots}
         self._beam_fault: BeamFault | None = None
         self._falls: list[float] = []
-        self._runs: list[MotorRun] = []
-        self._overlaps: list[frozenset[str]] = []
+        self._runs: deque[MotorRun] = deque(maxlen=RUNS_KEPT)
+        self._overlaps: deque[frozenset[str]] = deque(maxlen=RUNS_KEPT)
+        self._overlap_count = 0
         self._running: frozenset[str] = frozenset()
         # A row's shared home line reports the spiral last driven in that row.
         self._sharing: dict[str, list[str]] = {}
@@ -217,7 +224,8 @@ class VendingSimulator:
         return self._spiral(slot).delivered
 
     def runs(self, slot: str | None = None) -> list[MotorRun]:
-        """Finished motor runs, oldest first; only ``slot``'s when given."""
+        """The latest ``RUNS_KEPT`` finished motor runs, oldest first; only ``slot``'s when
+        given."""
         with self._lock:
             code = None if slot is None else self._code(slot)
             return [run for run in self._runs if code is None or run.slot == code]
@@ -228,7 +236,7 @@ class VendingSimulator:
             spiral = self._spiral(slot)
             now = time.monotonic()
             running = 0.0 if spiral.powered_since is None else now - spiral.powered_since
-            return running + sum(run.seconds for run in self.runs(slot))
+            return running + spiral.motor_seconds
 
     def running(self) -> frozenset[str]:
         """The slots whose motor has power right now."""
@@ -237,7 +245,8 @@ class VendingSimulator:
 
     @property
     def overlaps(self) -> list[frozenset[str]]:
-        """Every moment two or more motors had power at once (never, with a correct driver)."""
+        """Moments two or more motors had power at once (never, with a correct driver): the
+        latest ``RUNS_KEPT``; :meth:`snapshot` counts every one."""
         with self._lock:
             return list(self._overlaps)
 
@@ -276,7 +285,7 @@ class VendingSimulator:
             return {
                 "beam_fault": None if self._beam_fault is None else self._beam_fault.value,
                 "running": sorted(self._running),
-                "overlaps": len(self._overlaps),
+                "overlaps": self._overlap_count,
                 "slots": {
                     code: {"stock": s.stock, "delivered": s.delivered,
                            "fault": None if s.fault is None else s.fault.value,
@@ -383,10 +392,13 @@ class VendingSimulator:
                 spiral.powered_since = now
                 self._selected[self.layout.slots[code].home] = code
             elif code not in running and spiral.powered_since is not None:
-                self._runs.append(MotorRun(code, spiral.powered_since, now - spiral.powered_since))
+                seconds = now - spiral.powered_since
+                self._runs.append(MotorRun(code, spiral.powered_since, seconds))
+                spiral.motor_seconds += seconds
                 spiral.powered_since = None
         if len(running) > 1 and running != self._running:
             self._overlaps.append(running)
+            self._overlap_count += 1
         self._running = running
 
     def _active(self, pin: str) -> bool:

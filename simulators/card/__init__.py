@@ -6,8 +6,8 @@ and the simulator answers the line protocol of PROTOCOLS.md section 2 byte for b
 Behind the interface stand a scriptable customer (:meth:`~CardSimulator.present_card`, or an
 ``auto`` answer to every request), faults (reset, malfunction, unplug, garbage, lines cut short, a
 replayed result, silence) and a
-settlement report like a payment provider's: every vend request, whether it was captured,
-reverted or is still open, with totals.
+settlement report like a payment provider's: the latest vend requests, whether each was
+captured, reverted or is still open, with totals over every request since the start.
 
 Replug: a recreated pty gets a new ``/dev/pts/N``, so ``.port`` is a symlink (``ttyACM0`` in a
 private temporary directory) that always points at the current pty. :meth:`~CardSimulator.unplug`

@@ -15,13 +15,23 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 
-from simulators.card.settlement import Settlement, SettlementReport, Transaction
+from simulators.card.settlement import (
+    LISTED,
+    Settlement,
+    SettlementBook,
+    SettlementReport,
+    Transaction,
+)
 
 #: ``after(delay, work)``: run ``work`` ``delay`` seconds from now, serialised with every call.
 Schedule = Callable[[float, Callable[[], None]], None]
+
+#: Lines each way the interface remembers, the latest: enough for any test's look back, and
+#: bounded, since a simulated reader serving a kiosk for weeks sees a few lines every sale.
+LINES_KEPT = 1000
 
 
 class CardOutcome(StrEnum):
@@ -61,6 +71,7 @@ class QibixxInterface:
     ``auto`` answers every request nobody scripted after ``auto_delay`` s (None: nobody
     answers and the reader denies after ``reader_timeout`` s). ``init_delay`` is how long the
     reader takes to set up after a reset. These attributes may change between requests.
+    ``listed``: how many of the latest requests the settlement report lists one by one.
     """
 
     def __init__(
@@ -73,6 +84,7 @@ class QibixxInterface:
         reader_timeout: float,
         auto: CardOutcome | None,
         auto_delay: float,
+        listed: int = LISTED,
     ) -> None:
         self._send = send
         self._after = after
@@ -81,10 +93,12 @@ class QibixxInterface:
         self.reader_timeout = reader_timeout
         self.auto = auto
         self.auto_delay = auto_delay
-        #: Every line the host sent, in order, without newlines.
-        self.received: list[str] = []
-        #: Every line the interface sent, in order.
-        self.sent: list[str] = []
+        #: The latest lines the host sent (up to LINES_KEPT), in order, without newlines.
+        self.received: deque[str] = deque(maxlen=LINES_KEPT)
+        #: The latest lines the interface sent (up to LINES_KEPT), in order.
+        self.sent: deque[str] = deque(maxlen=LINES_KEPT)
+        #: The last vend result the interface sent (approval or denial), if any.
+        self.last_result: str | None = None
         #: 0 = cashless master off, 1 = authorisation first, 2 = selection first.
         self.master = 0
         #: The interface hangs: it reads every line and answers none, nor does the customer.
@@ -95,7 +109,7 @@ class QibixxInterface:
         self._broken = False
         self._session: Transaction | None = None
         self._cards: deque[_Card] = deque()
-        self._transactions: list[Transaction] = []
+        self._book = SettlementBook(listed)
 
     @property
     def state(self) -> ReaderState:
@@ -108,8 +122,8 @@ class QibixxInterface:
         return ReaderState.ENABLED if self._enabled else ReaderState.DISABLED
 
     def settlement(self) -> SettlementReport:
-        """A copy of every vend request so far."""
-        return SettlementReport(tuple(replace(t) for t in self._transactions))
+        """A copy of the latest vend requests, with the totals of every one so far."""
+        return self._book.report()
 
     # --- power --------------------------------------------------------------------------------
 
@@ -228,9 +242,7 @@ class QibixxInterface:
         if not cents or not re.fullmatch(r"[0-9]{1,5}", item) or not may_vend:
             self._say("d,ERR,-1")
             return
-        sequence = len(self._transactions) + 1
-        txn = Transaction(sequence, f"SIM-{sequence:06d}", int(item), cents)
-        self._transactions.append(txn)
+        txn = self._book.request(int(item), cents)
         self._session = txn
         self._say("d,STATUS,VEND")
         card = self._cards.popleft() if self._cards else None
@@ -310,6 +322,8 @@ class QibixxInterface:
         if self.muted or not self.plugged:
             return
         self.sent.append(line)
+        if line.startswith("d,STATUS,RESULT,"):
+            self.last_result = line
         self._send(f"{line}\n".encode("ascii"))
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 
 from simulators.card.reader import CardOutcome, QibixxInterface, ReaderState
-from simulators.card.settlement import SettlementReport
+from simulators.card.settlement import LISTED, SettlementReport
 from simulators.pty_port import LineFeed, PtyPort
 
 #: Lines no interface would send; one looks like card track data, which must never be logged.
@@ -45,14 +45,17 @@ class CardSimulator:
         init_delay: float = 0.05,
         firmware: str = "4.0.1.5,MDB-USB simulator",
         link_dir: Path | None = None,
+        listed: int = LISTED,
     ) -> None:
         """Start serving at once.
 
         ``auto`` answers every request nobody scripted (after ``auto_delay`` s; None: nobody
         answers and the reader denies after ``reader_timeout`` s). ``init_delay`` is how long
         the reader takes to set up after a reset. ``link_dir`` is where the port's private
-        directory is made (default: the system's temporary directory). ``reader_timeout`` and
-        ``init_delay`` may be changed on the instance between requests.
+        directory is made (default: the system's temporary directory). ``listed``: how many of
+        the latest vend requests the settlement report lists one by one (its totals count every
+        request). ``reader_timeout`` and ``init_delay`` may be changed on the instance between
+        requests.
         """
         self._lock = threading.RLock()
         self._truncate = 0  # lines still to be cut short on the wire
@@ -64,6 +67,7 @@ class CardSimulator:
             reader_timeout=reader_timeout,
             auto=CardOutcome(auto) if auto else None,
             auto_delay=auto_delay,
+            listed=listed,
         )
         self._feed = LineFeed(self._interface.command)
         self._pty = PtyPort(
@@ -112,13 +116,14 @@ class CardSimulator:
 
     @property
     def received(self) -> list[str]:
-        """Every line the host sent, in order, without newlines."""
+        """The lines the host sent, in order, without newlines (the latest ``LINES_KEPT``)."""
         with self._caught_up() as interface:
             return list(interface.received)
 
     @property
     def sent(self) -> list[str]:
-        """Every line the interface sent, in order (injected raw bytes not included)."""
+        """The lines the interface sent, in order (the latest ``LINES_KEPT``; injected raw
+        bytes not included)."""
         with self._caught_up() as interface:
             return list(interface.sent)
 
@@ -242,8 +247,7 @@ class CardSimulator:
         False (and nothing sent) when no request has had a result yet.
         """
         with self._caught_up() as interface:
-            last = next((line for line in reversed(interface.sent)
-                         if line.startswith("d,STATUS,RESULT,")), None)
+            last = interface.last_result
             if last is None:
                 return False
             self._pty.send(f"{last}\n".encode("ascii"))

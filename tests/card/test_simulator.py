@@ -22,6 +22,7 @@ from drivers.base import DeviceKind
 from drivers.card.qibixx import QibixxCardReader
 from drivers.registry import DeviceUrlError, build, parse_device_url
 from simulators.card import CardSimulator, ReaderState, Settlement, console
+from simulators.card.settlement import SettlementBook
 
 
 class DatasheetClient:
@@ -254,6 +255,51 @@ def test_settlement_report_has_every_request_and_the_totals(
     }
     json.dumps(report)
 
+
+def test_a_long_run_lists_the_latest_requests_and_keeps_every_total_exact(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("simulators.card.reader.LINES_KEPT", 6)
+    with CardSimulator(init_delay=0.01, listed=3) as sim:
+        client = DatasheetClient(sim.port)
+        try:
+            client.start()
+            for item, (outcome, end) in enumerate([
+                    ("approved", "D,END"), ("approved", "D,END,-1"), ("declined", None),
+                    ("approved", "D,END"), ("approved", "D,END"), ("approved", "D,END")], 1):
+                sim.present_card(outcome)
+                client.ask(f"D,REQ,1.00,{item % 2 + 1}", answers=2)
+                if end:
+                    client.ask(end)
+            for _ in range(4):  # lines enough to push the last result out of what is kept
+                client.ask("V")
+            assert sim.replay_result()
+            assert client.read() == "d,STATUS,RESULT,1,1.00"
+            received = sim.received
+        finally:
+            client.serial.close()
+    report = sim.settlement()
+    assert [t.reference for t in report.transactions] == ["SIM-000004", "SIM-000005",
+                                                          "SIM-000006"]
+    assert report.left_out == 3
+    totals: Any = report.to_dict()["totals"]
+    assert (totals["captured_count"], totals["captured_cents"]) == (4, 400)
+    assert (totals["reverted_count"], totals["reverted_cents"]) == (1, 100)
+    assert totals["declined_count"] == 1
+    assert report.captured_by_item() == {1: 2, 2: 2}  # items 2, 1, 2, 1 (1 was reverted)
+    assert received == ["D,REQ,1.00,1", "D,END", "V", "V", "V", "V"]
+
+
+def test_a_request_still_open_stays_listed_however_old() -> None:
+    book = SettlementBook(listed=1)
+    first = book.request(item=1, requested_cents=100)
+    first.authorized_cents, first.status = 100, Settlement.OPEN
+    book.request(item=2, requested_cents=200).status = Settlement.DECLINED
+    assert [t.sequence for t in book.report().transactions] == [1, 2]
+    first.status = Settlement.CAPTURED  # settled: now only the totals need it
+    report = book.report()
+    assert [t.sequence for t in report.transactions] == [2]
+    assert (report.left_out, report.captured_cents, report.captured_by_item()) == (1, 100, {1: 1})
 
 def test_sim_url_attaches_the_real_driver_to_a_fresh_simulator(tmp_path: Path) -> None:
     url = parse_device_url("sim://?auto=declined&auto_delay=0.1&reply_timeout=1", DeviceKind.CARD)

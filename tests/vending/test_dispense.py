@@ -37,6 +37,25 @@ async def test_a_vend_turns_one_revolution_and_delivers_one_product(
     assert result.motor_seconds == pytest.approx(run.seconds, abs=SLACK)
 
 
+async def test_a_long_run_lists_the_latest_motor_runs_and_keeps_the_totals(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("simulators.vending.RUNS_KEPT", 2)
+    with VendingSimulator(revolution=REVOLUTION, fall_time=0.01, drop_pulse=0.005) as simulator:
+        driver = GpioSpiralMechanism(simulator.layout.with_timing(**FAST),
+                                     pin_factory=simulator.factory)
+        await driver.open()
+        try:
+            results = [await driver.dispense("A1") for _ in range(3)]
+        finally:
+            await driver.close()
+        kept = simulator.runs("A1")
+        assert len(kept) == 2
+        total = simulator.motor_seconds("A1")
+        assert total > sum(run.seconds for run in kept)  # the first run still counts
+        assert total == pytest.approx(sum(r.motor_seconds for r in results), abs=3 * SLACK)
+        assert simulator.delivered("A1") == 3
+
 async def test_a_vend_reports_each_step_as_an_event(mechanism: GpioSpiralMechanism) -> None:
     events: list[DeviceEvent] = []
     mechanism.on_event(events.append)
