@@ -113,7 +113,9 @@ def after_restart(kiosk: KioskProcess, card: CardReaderProcess, sale_id: str,
     history = sale_history(kiosk.database, sale_id)
     assert history[-2:] == [found, sale["state"]], history
     assert unfinished(kiosk.database) == []
-    assert f"settled sale {sale_id}: {found} -> {sale['state']}" in kiosk.log_text()
+    # The log reaches the file through a copying thread, which may lag behind READY=1.
+    settled = f"settled sale {sale_id}: {found} -> {sale['state']}"
+    wait_for(f"the log line {settled!r}", lambda: settled in kiosk.log_text(), timeout=5)
     with kiosk.client() as client:
         follow_up = start_sale(client, "card", slot="B1")
         wait_for_state(client, follow_up, "authorizing")
