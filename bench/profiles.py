@@ -92,9 +92,9 @@ def _name(frame: Frame) -> str:
 
 #: The kiosk's parts, by a piece of a frame's text; a sample goes to the innermost one.
 AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("SQLite commits (the fsync of synchronous=FULL)", ("do_commit",)),
+    ("SQLite commits through SQLAlchemy (a technician's changes)", ("do_commit",)),
     ("logging", ("logging/__init__.py",)),
-    ("ledger: the rest of each transition (ORM, SQL)", ("kiosk/ledger.py",)),
+    ("ledger: each transition's SQL and commit", ("kiosk/ledger.py",)),
     ("event stream to the screen", ("kiosk/api/events.py", "kiosk/events.py")),
     ("card driver", ("drivers/card/",)),
     ("vending driver", ("drivers/vending/", "gpiozero/")),
