@@ -48,15 +48,15 @@ from bench.figures import Figure, percentile
 from bench.served import (
     ROOT,
     ServedKiosk,
-    SimulatorProcess,
     cpu_seconds,
+    rss_mb,
     seeded_database,
     serve,
-    simulate,
 )
 from kiosk.config import Settings
 from kiosk.machine import Machine
 from kiosk.states import PaymentMethod
+from simulators.console import SimulatorConsole
 from simulators.vending import VendingSimulator
 
 AUTO_DELAY = 0.02
@@ -78,7 +78,7 @@ RSS_TARGET_MB = 90.0
 GROWTH_TARGET_MB = 2.0
 
 
-def devices(reader: SimulatorProcess) -> dict[str, str]:
+def devices(reader: SimulatorConsole) -> dict[str, str]:
     """The kiosk's device URLs: the reader process's pty with the driver's default timing."""
     return {"card": f"qibixx://{reader.port}", "vending": VENDING}
 
@@ -186,10 +186,10 @@ class CardRecord:
     cpu_seconds: float
 
 
-def card_record(reader: SimulatorProcess) -> CardRecord:
+def card_record(reader: SimulatorConsole) -> CardRecord:
     totals = json.loads(reader.say("report"))["totals"]
     return CardRecord(totals["captured_count"], totals["captured_cents"],
-                      totals["open_sessions"], totals["pending_requests"], reader.rss_mb(),
+                      totals["open_sessions"], totals["pending_requests"], rss_mb(reader.pid),
                       cpu_seconds(reader.pid))
 
 
@@ -221,7 +221,7 @@ def overhead_met(sales: list[Sale]) -> bool:
     return statistics.median(found) <= 0.010 and percentile(found, 0.99) <= 0.025
 
 
-async def measure(kiosk: ServedKiosk, reader: SimulatorProcess) -> Measured:
+async def measure(kiosk: ServedKiosk, reader: SimulatorConsole) -> Measured:
     await asyncio.sleep(0.5)  # let the start-up's last tasks (enabling the reader) finish
     rss_started = kiosk.rss_mb()
     async with touchscreen(kiosk) as (client, follower):
@@ -275,7 +275,7 @@ async def python_growth() -> tuple[list[str], int | None]:
     what the server process holds besides), and how much more SQLite itself holds after them
     (page caches, statements)."""
     with (tempfile.TemporaryDirectory(prefix="kiosk-bench-memory-") as scratch,
-          simulate("card", CARD_READER, Path(scratch) / "card.log") as reader):
+          SimulatorConsole("card", Path(scratch) / "card.log", *CARD_READER) as reader):
         folder = Path(scratch)
         urls = devices(reader)
         settings = Settings(database=seeded_database(folder / "kiosk.db"), state_dir=folder,
@@ -318,7 +318,7 @@ def imports_rss() -> float:
 def run() -> list[Figure]:
     with tempfile.TemporaryDirectory(prefix="kiosk-bench-sales-") as scratch:
         database = seeded_database(Path(scratch) / "kiosk.db")
-        with (simulate("card", CARD_READER, Path(scratch) / "card.log") as reader,
+        with (SimulatorConsole("card", Path(scratch) / "card.log", *CARD_READER) as reader,
               serve(database, devices(reader)) as kiosk):
             measured = asyncio.run(measure(kiosk, reader))
     # The spirals' positions add up to whole turns plus each slot's overrun past its home.

@@ -6,22 +6,20 @@ the ``READY=1`` datagram on ``$NOTIFY_SOCKET``, sent once recovery has run, the 
 open and the port listens. Nothing polls, so start-up times are exact.
 
 A serial device can also be simulated outside the kiosk, as ``kiosk simulate DEVICE`` in a
-process of its own (:func:`simulate`), and given to the kiosk by its pty: then the kiosk's
-process holds only what it would hold on the Pi, where the reader is hardware.
+process of its own (:class:`simulators.console.SimulatorConsole`), and given to the kiosk by its
+pty: then the kiosk's process holds only what it would hold on the Pi, where the reader is
+hardware.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import queue
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -183,71 +181,3 @@ def serve(database: Path, devices: Mapping[str, str] | None = None) -> Iterator[
     with spawn([sys.executable, "-m", "kiosk.cli", "serve"], env, log) as (process, spawned,
                                                                           ready):
         yield ServedKiosk(process, f"http://127.0.0.1:{port}", spawned, ready, log)
-
-
-class SimulatorProcess:
-    """``kiosk simulate DEVICE`` running: the port it serves, and its console (one command a
-    line on stdin, one answer a line on stdout)."""
-
-    def __init__(self, device: str, process: subprocess.Popen[str], log: Path) -> None:
-        self.device = device
-        self.process = process
-        self.log = log
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True, name=f"{device} console").start()
-        self.port = self._answer(15.0, "its port")
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def rss_mb(self) -> float:
-        return rss_mb(self.pid)
-
-    def say(self, command: str, timeout: float = 10.0) -> str:
-        """One console command; its one-line answer."""
-        assert self.process.stdin is not None
-        self.process.stdin.write(command + "\n")
-        self.process.stdin.flush()
-        answer = self._answer(timeout, f"answer to {command!r}")
-        if answer.startswith("error"):
-            raise RuntimeError(f"the {self.device} simulator refused {command!r}: {answer}")
-        return answer
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self._lines.put(line.rstrip("\n"))
-        self._lines.put(None)
-
-    def _answer(self, timeout: float, what: str) -> str:
-        try:
-            line = self._lines.get(timeout=timeout)
-        except queue.Empty:
-            raise RuntimeError(f"the {self.device} simulator gave no {what} within "
-                               f"{timeout:g} s; see {self.log}") from None
-        if line is None:
-            raise RuntimeError(f"the {self.device} simulator exited; see {self.log}")
-        return line
-
-
-@contextmanager
-def simulate(device: str, args: list[str], log: Path) -> Iterator[SimulatorProcess]:
-    """``kiosk simulate DEVICE ARGS`` in its own process until the block ends; its own log
-    (stderr) goes to ``log``."""
-    with log.open("ab") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "kiosk.cli", "simulate", device, *args], cwd=ROOT,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=output, text=True, bufsize=1)
-    try:
-        yield SimulatorProcess(device, process, log)
-    finally:
-        with contextlib.suppress(OSError, ValueError):
-            assert process.stdin is not None
-            process.stdin.write("quit\n")
-            process.stdin.close()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import queue
 import signal
 import socket
 import sqlite3
@@ -31,6 +30,8 @@ from typing import IO, Any
 
 import httpx
 
+from simulators.console import SimulatorConsole, tail
+
 KIOSK = [sys.executable, "-m", "kiosk.cli"]
 
 #: Mechanics fast enough for hundreds of sales, slow enough to kill the server mid-vend.
@@ -43,66 +44,7 @@ class ProcessFailed(AssertionError):
     """A process under test died or went silent; the message carries the end of its log."""
 
 
-def _tail(log: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-class SimulatorProcess:
-    """``kiosk simulate DEVICE`` in a process of its own: its port, and its console."""
-
-    def __init__(self, device: str, log: Path, *args: str) -> None:
-        self.device = device
-        self.log = log
-        self._log_file: IO[str] = log.open("w")
-        self.process = subprocess.Popen(
-            [*KIOSK, "simulate", device, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self._log_file, text=True, bufsize=1,
-        )
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True, name=f"{device} console").start()
-        self.port = self._answer(15.0, "its port")
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self._lines.put(line.rstrip("\n"))
-        self._lines.put(None)
-
-    def _answer(self, timeout: float, what: str) -> str:
-        try:
-            line = self._lines.get(timeout=timeout)
-        except queue.Empty:
-            raise ProcessFailed(f"the {self.device} simulator gave no {what} within {timeout:g} "
-                                f"s\n{_tail(self.log)}") from None
-        if line is None:
-            raise ProcessFailed(f"the {self.device} simulator ended\n{_tail(self.log)}")
-        return line
-
-    def say(self, command: str, timeout: float = 10.0) -> str:
-        """Send one console command; its one-line answer."""
-        assert self.process.stdin is not None
-        self.process.stdin.write(command + "\n")
-        self.process.stdin.flush()
-        answer = self._answer(timeout, f"answer to {command!r}")
-        if answer.startswith("error"):
-            raise AssertionError(f"the {self.device} simulator refused {command!r}: {answer}")
-        return answer
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError, ValueError, ProcessFailed):
-            self.say("quit", timeout=5)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log_file.close()
-
-
-class CardReaderProcess(SimulatorProcess):
+class CardReaderProcess(SimulatorConsole):
     """The card reader: a simulated Qibixx interface that waits for the test's customer."""
 
     def __init__(self, log: Path, *args: str) -> None:
@@ -117,7 +59,7 @@ class CardReaderProcess(SimulatorProcess):
         return f"qibixx://{self.port}?{QUICK_READER}"
 
 
-class FingerprintProcess(SimulatorProcess):
+class FingerprintProcess(SimulatorConsole):
     """The fingerprint module, with the demo members' fingers enrolled on their pages."""
 
     def __init__(self, log: Path, fingers: Iterable[tuple[str, int]], *args: str) -> None:
@@ -189,7 +131,7 @@ class KioskProcess:
         raise self.failed(f"the kiosk was not ready within {timeout:g} s")
 
     def failed(self, what: str) -> ProcessFailed:
-        return ProcessFailed(f"{what}; the end of {self.log}:\n{_tail(self.log)}")
+        return ProcessFailed(f"{what}; the end of {self.log}:\n{tail(self.log)}")
 
     def kill(self) -> None:
         """SIGKILL: no handler runs, nothing is flushed or closed, as in a power cut."""
