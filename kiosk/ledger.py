@@ -69,7 +69,13 @@ class Ledger:
     # --- sales -------------------------------------------------------------------------------
 
     def open_sale(self, slot_code: str, method: PaymentMethod) -> Sale:
-        """Record a new sale for ``slot_code``, or refuse: slot not for sale, or a sale running."""
+        """Record a new sale for ``slot_code`` as created and already authorizing, or refuse:
+        slot not for sale, or a sale running.
+
+        Both steps are one commit: nothing happens between them that a crash could separate
+        (recovery treats the two alike), and a commit is the largest part of a sale's time.
+        The history still shows the sale created, then asking for its payment.
+        """
         with self._writing() as write:
             found = write.connection.execute(
                 "SELECT slot.price_cents, slot.stock, slot.enabled, slot.fault, product.name, "
@@ -84,7 +90,7 @@ class Ledger:
                 raise SlotUnavailable(f"slot {slot_code} is sold out")
             now = utcnow()
             sale = Sale(id=str(uuid.uuid4()), slot_code=slot_code, product_name=name,
-                        price_cents=price, method=method, state=SaleState.CREATED,
+                        price_cents=price, method=method, state=SaleState.AUTHORIZING,
                         created_at=now, updated_at=now)
             try:
                 write.connection.execute(
@@ -93,9 +99,22 @@ class Ledger:
             except sqlite3.IntegrityError:
                 # The one-open-sale index: another sale is running (perhaps another process).
                 raise SaleBusy("another sale is in progress") from None
-            write.event(sale.id, None, SaleState.CREATED,
-                        {"slot": slot_code, "method": method.value}, now)
+            opened = {"slot": slot_code, "method": method.value}
+            write.event(sale.id, None, SaleState.CREATED, opened, now)
+            write.event(sale.id, SaleState.CREATED, SaleState.AUTHORIZING, {}, now)
+        log.info("sale %s created -> authorizing %s", sale.id, opened)
         return sale
+
+    def item_number(self, slot_code: str) -> int:
+        """The number the card reader is told for the slot's product (the slot's id; 0 if
+        there is no such slot). Plain SQL: it is read on the way to every card payment."""
+        pooled = self.db.engine.raw_connection()
+        try:
+            found = pooled.dbapi_connection.execute(  # type: ignore[union-attr]
+                "SELECT id FROM slot WHERE code = ?", (slot_code,)).fetchone()
+        finally:
+            pooled.close()
+        return int(found[0]) if found else 0
 
     def move(
         self,
@@ -105,13 +124,16 @@ class Ledger:
         *,
         reason: str | None = None,
         effect: Effect | None = None,
+        then: SaleState | None = None,
     ) -> tuple[Sale, bool]:
         """Move a sale to ``target`` durably; returns the sale and whether it moved.
 
         Asking for the state the sale is already in changes nothing (a repeated command or a
         duplicate device event). Any move the state table does not allow raises
         :class:`IllegalTransition` and changes nothing: a terminal sale never moves.
-        ``effect`` runs in the same transaction (money, stock) before the commit.
+        ``effect`` runs in the same transaction (money, stock) before the commit. ``then``
+        moves on from ``target`` in the same commit, with its own event: for two steps with
+        nothing physical between them, which a crash therefore cannot separate anyway.
         """
         with self._writing() as write:
             found = write.connection.execute(SELECT_SALE, (sale_id,)).fetchone()
@@ -121,10 +143,14 @@ class Ledger:
             current = SaleState(sale.state)
             if current is target:
                 return sale, False
-            if not can_move(current, target):
-                raise IllegalTransition(f"sale {sale_id} cannot go from {current} to {target}")
+            path = [(current, target, detail or {})]
+            if then is not None:
+                path.append((target, then, {}))
+            for before, after, _ in path:
+                if not can_move(before, after):
+                    raise IllegalTransition(f"sale {sale_id} cannot go from {before} to {after}")
             now = utcnow()
-            sale.state, sale.updated_at = target, now
+            sale.state, sale.updated_at = path[-1][1], now
             if reason is not None:
                 sale.reason = reason
             if effect is not None:
@@ -135,8 +161,10 @@ class Ledger:
                 "reader_reference = ? WHERE id = ?",
                 (sale.state, _stamp(now), sale.reason, sale.member_id, sale.reader_reference,
                  sale_id))
-            write.event(sale_id, current, target, detail or {}, now)
-        log.info("sale %s %s -> %s %s", sale_id, current, target, detail or "")
+            for before, after, said in path:
+                write.event(sale_id, before, after, said, now)
+        log.info("sale %s %s -> %s %s", sale_id, current, " -> ".join(a for _, a, _ in path),
+                 detail or "")
         return sale, True
 
     def get(self, sale_id: str) -> Sale:

@@ -96,9 +96,12 @@ class Machine:
                 self.service_changed()
 
     def service_changed(self) -> None:
-        """Tell the screens; keep the card reader from taking cards while the kiosk can't sell."""
-        self._announced = self.service.status()
-        self.bus.publish("service", self._announced.as_dict())
+        """Tell the screens what changed (nothing, when nothing did); keep the card reader
+        from taking cards while the kiosk can't sell."""
+        status = self.service.status()
+        if status != self._announced:
+            self._announced = status
+            self.bus.publish("service", status.as_dict())
         if not self.service.recovered:
             return
         if self._reader_sync is None or self._reader_sync.done():

@@ -123,7 +123,8 @@ class Sales:
         return self._run.sale if self._run else None
 
     async def start(self, slot_code: str, method: PaymentMethod) -> Sale:
-        """Open a sale and start driving it; returns at once with the ``created`` sale."""
+        """Open a sale and start driving it; returns at once with the sale,
+        recorded as created and authorizing."""
         # No await between this check and taking the run: of concurrent requests, one wins.
         if self._run is not None:
             raise SaleBusy("another sale is in progress; wait for it to finish")
@@ -235,8 +236,8 @@ class Sales:
                                       "it is settled once the database takes writes again")
 
     async def _take_payment(self, run: _Run) -> bool:
-        """Authorize the sale's payment; False when the sale ended without one."""
-        await self._move(run, S.AUTHORIZING)
+        """Authorize the sale's payment; False when the sale ended without one. The sale is
+        authorizing already: the ledger opened it so."""
         if run.sale.method == PaymentMethod.CARD:
             return await self._take_card(run)
         return await self._take_account(run)
@@ -246,7 +247,7 @@ class Sales:
         if card is None:
             await self._move(run, S.CANCELLED, reason="the card reader is unavailable")
             return False
-        item = self._item_number(run.sale.slot_code)
+        item = self.ledger.item_number(run.sale.slot_code)
         timeout = self.settings.payment_timeout
         outcome, value = await self._race(
             run, lambda: card.authorize(run.sale.price_cents, item, timeout),
@@ -265,7 +266,8 @@ class Sales:
             def keep_reference(_write: Write, sale: Sale) -> None:
                 sale.reader_reference = reference
 
-            await self._move(run, S.AUTHORIZED, {"reference": reference}, effect=keep_reference)
+            await self._move(run, S.AUTHORIZED, {"reference": reference}, effect=keep_reference,
+                             then=self._onward(run))
             if run.cancel_requested.is_set():  # approved in the same instant as the cancel
                 await self._give_back(run, "cancelled by the customer", S.VOIDED)
                 return False
@@ -311,7 +313,8 @@ class Sales:
             debit(member_id)(write, sale)
 
         try:
-            await self._move(run, S.AUTHORIZED, {"member": member_id}, effect=debit_if_covered)
+            await self._move(run, S.AUTHORIZED, {"member": member_id}, effect=debit_if_covered,
+                             then=self._onward(run))
         except InsufficientBalance as exc:
             detail = {"member": member_id, "balance_cents": exc.balance_cents}
             await self._move(run, S.DECLINED, detail, reason="insufficient balance")
@@ -321,8 +324,14 @@ class Sales:
             return False
         return True
 
+    def _onward(self, run: _Run) -> SaleState | None:
+        """Where a paid sale goes in the commit that records its payment: on to dispensing
+        (the next step is the motor), unless the customer has just cancelled."""
+        return None if run.cancel_requested.is_set() else S.DISPENSING
+
     async def _vend(self, run: _Run) -> None:
-        await self._move(run, S.DISPENSING)
+        if run.sale.state != S.DISPENSING:  # usually recorded with the payment (_onward)
+            await self._move(run, S.DISPENSING)
         result, failure, unknown = await self._dispense(run.sale.slot_code)
         # The beam saw the product fall (the sale is durably dispensed already): whatever the
         # mechanism said afterwards (a late jam, a timeout), the customer has it and pays.
@@ -338,8 +347,8 @@ class Sales:
             return
         detail = _dispense_detail(result) if result else {}
         if result is not None and result.delivered:
-            # Usually recorded already, the moment the beam fired (see _device_event).
-            await self._move(run, S.DISPENSED, detail, effect=product_left_slot)
+            if run.sale.state != S.DISPENSED:  # usually recorded as the beam fired
+                await self._move(run, S.DISPENSED, detail, effect=product_left_slot)
             problem = await settlement.capture(self.hardware.card, run.sale,
                                                self.settings.settle_timeout)
             if problem:
@@ -448,18 +457,16 @@ class Sales:
         *,
         reason: str | None = None,
         effect: Effect | None = None,
+        then: SaleState | None = None,
     ) -> None:
-        sale, moved = self.ledger.move(run.sale.id, target, detail, reason=reason, effect=effect)
+        sale, moved = self.ledger.move(run.sale.id, target, detail, reason=reason, effect=effect,
+                                       then=then)
         run.sale = sale
         if moved:
             self._announce(sale)
 
     def _announce(self, sale: Sale) -> None:
         self.bus.publish("sale", sale_view(sale))
-
-    def _item_number(self, slot_code: str) -> int:
-        slot = self.ledger.slot(slot_code)
-        return slot.id if slot and slot.id is not None else 0
 
     async def _release_reader(self) -> None:
         card = self.hardware.card

@@ -45,17 +45,29 @@ def snapshot(machine: Machine) -> list[str]:
 
 async def stream(request: Request, machine: Machine) -> AsyncIterator[str]:
     async with machine.bus.subscribe() as queue:
-        for first in snapshot(machine):
-            yield first
-        while not await request.is_disconnected():
+        yield "".join(snapshot(machine))
+        while True:
             try:
-                event: Event = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+                async with asyncio.timeout(KEEPALIVE_SECONDS):
+                    event: Event = await queue.get()
             except TimeoutError:
+                # Starlette stops the stream when the client's disconnect arrives; asking
+                # here as well costs nothing once in a while and covers servers that don't.
+                if await request.is_disconnected():
+                    return
                 yield ": keepalive\n\n"
                 continue
-            yield frame(event.topic, event.data, event.id)
-            if event.topic == "device":  # a device's health may change what the kiosk can do
-                yield frame("service", machine.service.status().as_dict())
+            # The screen can wait a moment; a sale's next device command cannot. Whatever
+            # woke up with this event (the sale's drive, usually) runs first, and what it
+            # publishes meanwhile goes out in the same write.
+            await asyncio.sleep(0)
+            # What a device's health changes in what the kiosk can do comes as its own
+            # ``service`` event, published by the machine when the answer changes.
+            frames = [frame(event.topic, event.data, event.id)]
+            while not queue.empty():  # what piled up meanwhile goes out in one write
+                event = queue.get_nowait()
+                frames.append(frame(event.topic, event.data, event.id))
+            yield "".join(frames)
 
 
 @router.get("", response_class=StreamingResponse,

@@ -48,7 +48,9 @@ def test_card_purchase_end_to_end(http: httpx.Client, doubles: Doubles) -> None:
     created = http.post("/api/sales", json={"slot": "c3", "method": "card"})
     assert created.status_code == 201
     sale = created.json()
-    assert (sale["slot"], sale["price_cents"], sale["state"]) == ("C3", 210, "created")
+    # Created and asking for the payment, in one commit: the customer is told what to do.
+    assert (sale["slot"], sale["price_cents"], sale["state"], sale["instruction"]) == (
+        "C3", 210, "authorizing", "present your card")
     ended = wait_for_end(http, sale["id"])
     assert ended["state"] == "completed" and ended["instruction"] == "take your product"
     assert doubles.card.captured == ["ref-1"]
@@ -150,8 +152,7 @@ def test_event_stream_gives_current_state_first_then_every_step(
             seen.append((data["state"], data["instruction"]))
             if data["terminal"]:
                 break
-    assert seen[0] == ("created", "")
-    assert ("authorizing", "place your finger") in seen
+    assert seen[0] == ("authorizing", "place your finger")
     assert seen[-1] == ("completed", "take your product")
 
 

@@ -12,11 +12,12 @@ from kiosk.db import Database
 from kiosk.ledger import IllegalTransition, Ledger
 from kiosk.models import SaleEvent
 from kiosk.states import OPEN, TERMINAL, TRANSITIONS, PaymentMethod, SaleState
+from tests.core.earlier import opened_created
 
 
-def path_to(target: SaleState) -> list[SaleState]:
-    """The shortest walk of legal moves from created to ``target``."""
-    queue: deque[list[SaleState]] = deque([[SaleState.CREATED]])
+def path_to(target: SaleState, start: SaleState = SaleState.CREATED) -> list[SaleState]:
+    """The shortest walk of legal moves from ``start`` to ``target``."""
+    queue: deque[list[SaleState]] = deque([[start]])
     while queue:
         walk = queue.popleft()
         if walk[-1] is target:
@@ -26,10 +27,38 @@ def path_to(target: SaleState) -> list[SaleState]:
 
 
 def sale_in(ledger: Ledger, state: SaleState) -> str:
-    sale = ledger.open_sale("A1", PaymentMethod.CARD)
-    for step in path_to(state):
+    if state is SaleState.CREATED:
+        return opened_created(ledger.db, "A1", PaymentMethod.CARD)
+    sale = ledger.open_sale("A1", PaymentMethod.CARD)  # created and authorizing
+    for step in path_to(state, start=SaleState.AUTHORIZING):
         ledger.move(sale.id, step)
     return sale.id
+
+
+def test_a_sale_opens_created_and_authorizing_in_one_commit(database: Database) -> None:
+    ledger = Ledger(database)
+    opened = ledger.open_sale("A1", PaymentMethod.CARD)
+    assert opened.state == SaleState.AUTHORIZING
+    history = Ledger(Database(database.path)).history(opened.id)
+    assert [(e.from_state, e.to_state) for e in history] == [
+        (None, SaleState.CREATED), (SaleState.CREATED, SaleState.AUTHORIZING)]
+    assert history[0].detail == {"slot": "A1", "method": "card"}
+    assert history[0].at == history[1].at  # one transaction, one moment
+
+
+def test_a_move_and_the_next_step_are_one_commit_with_two_events(database: Database) -> None:
+    ledger = Ledger(database)
+    sale_id = ledger.open_sale("A1", PaymentMethod.CARD).id
+    sale, moved = ledger.move(sale_id, SaleState.AUTHORIZED, {"reference": "r-1"},
+                              then=SaleState.DISPENSING)
+    assert moved and sale.state == SaleState.DISPENSING
+    last_two = [(e.from_state, e.to_state, e.detail) for e in ledger.history(sale_id)[-2:]]
+    assert last_two == [(SaleState.AUTHORIZING, SaleState.AUTHORIZED, {"reference": "r-1"}),
+                        (SaleState.AUTHORIZED, SaleState.DISPENSING, {})]
+    with pytest.raises(IllegalTransition):  # the onward step is checked against the table too
+        ledger.move(sale_id, SaleState.DISPENSED, then=SaleState.VOIDED)
+    assert Ledger(Database(database.path)).get(sale_id).state == SaleState.DISPENSING
+    assert len(ledger.history(sale_id)) == 4
 
 
 LEGAL = [(a, b) for a, moves in TRANSITIONS.items() for b in sorted(moves)]
@@ -87,9 +116,9 @@ def test_database_holds_one_open_sale_even_for_a_second_process(database: Databa
     other_process = Ledger(Database(database.path))
     with pytest.raises(SaleBusy):
         other_process.open_sale("A2", PaymentMethod.CARD)
-    for step in path_to(SaleState.CANCELLED):
+    for step in path_to(SaleState.CANCELLED, start=SaleState.AUTHORIZING):
         Ledger(database).move(first.id, step)
-    assert other_process.open_sale("A2", PaymentMethod.CARD).state == SaleState.CREATED
+    assert other_process.open_sale("A2", PaymentMethod.CARD).state == SaleState.AUTHORIZING
 
 
 def test_sale_history_is_append_only(database: Database) -> None:
@@ -116,13 +145,13 @@ def test_a_sale_the_ledger_writes_in_plain_sql_reads_back_the_same_through_the_o
 ) -> None:
     ledger = Ledger(database)
     opened = ledger.open_sale("A1", PaymentMethod.CARD)
-    ledger.move(opened.id, SaleState.AUTHORIZING)
     moved, _ = ledger.move(opened.id, SaleState.AUTHORIZED, {"reference": "r-1"},
                            effect=lambda _write, sale: setattr(sale, "reader_reference", "r-1"))
     ledger.audit("test", "compare")  # written by SQLAlchemy, for its stored time format
 
     loaded = Ledger(Database(database.path)).get(opened.id)
-    assert loaded.model_dump() == moved.model_dump()
+    # Both hold the stored strings for state and method, as the ORM loads them.
+    assert loaded.model_dump(warnings=False) == moved.model_dump(warnings=False)
     assert (loaded.state, loaded.reader_reference) == (SaleState.AUTHORIZED, "r-1")
     assert loaded.created_at == opened.created_at and loaded.created_at.tzinfo is not None
     assert loaded.updated_at > loaded.created_at
