@@ -4,8 +4,9 @@
 is ``kiosk simulate card`` in a process of its own (on the Pi it is a USB device, outside the
 kiosk), which the kiosk opens by its pty as ``qibixx://PTY``. The vending machine is simulated
 inside the server (gpiozero's mock pins cannot cross processes), as is the idle fingerprint
-reader (``sim://``). A client in this process does what the touchscreen does: it follows
-``/api/events``, posts ``/api/sales`` and waits for the sale's ``completed`` event. End to end
+reader (``sim://``). A client in this process does what the touchscreen does
+(:mod:`bench.touchscreen`, a minimal HTTP client): it follows ``/api/events``, posts
+``/api/sales`` and waits for the sale's ``completed`` event. End to end
 is from just before the POST to that event.
 
 The simulated device time of a sale is what the simulated devices themselves take, which no
@@ -36,12 +37,8 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
 
 from bench import profiles
 from bench.figures import Figure, percentile
@@ -53,6 +50,7 @@ from bench.served import (
     seeded_database,
     serve,
 )
+from bench.touchscreen import EventFollower, Line, touchscreen
 from kiosk.config import Settings
 from kiosk.machine import Machine
 from kiosk.states import PaymentMethod
@@ -66,6 +64,10 @@ REVOLUTION = 0.05
 #: The vending model's fall from the end of the spiral to the beam (not a URL parameter).
 FALL_TIME: float = inspect.signature(VendingSimulator).parameters["fall_time"].default
 DEVICE_TIME = AUTO_DELAY + REVOLUTION + FALL_TIME
+#: How long a falling product cuts the drop beam. The next vend waits for the beam to clear (a
+#: product still falling must not be counted as the next one), so sales started back to back
+#: would add what is left of it to the next sale's device time; a customer takes far longer.
+DROP_PULSE: float = inspect.signature(VendingSimulator).parameters["drop_pulse"].default
 WARM_UP = 20
 SALES = 1000
 #: Sales run under py-spy, or tracemalloc, when a target is missed.
@@ -83,59 +85,6 @@ def devices(reader: SimulatorConsole) -> dict[str, str]:
     return {"card": f"qibixx://{reader.port}", "vending": VENDING}
 
 
-@dataclass
-class EventFollower:
-    """The touchscreen's view: every sale event, with the moment it arrived."""
-
-    seen: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-    connected: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def follow(self, client: httpx.AsyncClient) -> None:
-        async with client.stream("GET", "/api/events", timeout=None) as response:
-            response.raise_for_status()
-            topic, data = "", ""
-            async for line in response.aiter_lines():
-                if line.startswith("event: "):
-                    topic = line[7:]
-                elif line.startswith("data: "):
-                    data = line[6:]
-                elif not line:
-                    at = time.perf_counter()
-                    if topic == "service":
-                        self.connected.set()
-                    elif topic == "sale":
-                        sale = json.loads(data)
-                        self.seen.setdefault(sale["id"], []).append((sale["state"], at))
-                        if sale["terminal"]:
-                            self.changed.set()
-                    topic, data = "", ""
-
-    async def until_ended(self, sale_id: str, terminal: str,
-                          timeout: float = 30.0) -> list[tuple[str, float]]:
-        async with asyncio.timeout(timeout):
-            while not any(state == terminal for state, _ in self.seen.get(sale_id, ())):
-                self.changed.clear()
-                await self.changed.wait()
-        return self.seen.pop(sale_id)
-
-
-@asynccontextmanager
-async def touchscreen(kiosk: ServedKiosk) -> AsyncIterator[tuple[httpx.AsyncClient,
-                                                                 EventFollower]]:
-    async with httpx.AsyncClient(base_url=kiosk.url, timeout=30) as client:
-        follower = EventFollower()
-        task = asyncio.create_task(follower.follow(client))
-        try:
-            async with asyncio.timeout(10):
-                await follower.connected.wait()
-            yield client, follower
-        finally:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
-
-
 @dataclass(frozen=True)
 class Sale:
     """When the POST was sent and answered, and when each state reached the screen."""
@@ -150,24 +99,25 @@ class Sale:
         return self.states["completed"] - self.started
 
 
-async def sell(client: httpx.AsyncClient, follower: EventFollower, number: int) -> Sale:
+async def sell(client: Line, follower: EventFollower, number: int) -> Sale:
     """One complete card sale."""
     slot = SLOTS[number % len(SLOTS)]
+    await asyncio.sleep(DROP_PULSE)  # the previous product has passed the beam
     started = time.perf_counter()
-    response = await client.post("/api/sales", json={"slot": slot, "method": "card"})
+    status, sale = await client.request("POST", "/api/sales", {"slot": slot, "method": "card"})
     answered = time.perf_counter()
-    if response.status_code != 201:
-        raise RuntimeError(f"sale {number} refused: {response.status_code} {response.text}")
+    if status != 201:
+        raise RuntimeError(f"sale {number} refused: {status} {sale}")
     try:
-        events = await follower.until_ended(response.json()["id"], "completed")
+        events = await follower.until_ended(sale["id"], "completed")
     except TimeoutError:
         raise RuntimeError(f"sale {number} from {slot} did not complete") from None
-    return Sale(started, answered, dict(events), response.json()["price_cents"])
+    return Sale(started, answered, dict(events), sale["price_cents"])
 
 
-async def vending_record(client: httpx.AsyncClient) -> tuple[float, int, float]:
+async def vending_record(client: Line) -> tuple[float, int, float]:
     """The vending simulator's own totals: motor seconds, products delivered, revolutions."""
-    slots = (await client.get("/api/sim")).json()["vending"]["slots"]
+    slots = (await client.request("GET", "/api/sim"))[1]["vending"]["slots"]
     return (sum(s["motor_seconds"] for s in slots.values()),
             sum(s["delivered"] for s in slots.values()),
             sum(s["position"] for s in slots.values()))
@@ -224,7 +174,7 @@ def overhead_met(sales: list[Sale]) -> bool:
 async def measure(kiosk: ServedKiosk, reader: SimulatorConsole) -> Measured:
     await asyncio.sleep(0.5)  # let the start-up's last tasks (enabling the reader) finish
     rss_started = kiosk.rss_mb()
-    async with touchscreen(kiosk) as (client, follower):
+    async with touchscreen(kiosk.url) as (client, follower):
         for number in range(WARM_UP):
             await sell(client, follower, number)
         # Before the warm figure: the first /api/sim starts a worker thread in the server
@@ -259,11 +209,13 @@ def phases(sales: list[Sale]) -> str:
         return f"{statistics.median(values) * 1000:.1f}"
 
     answer = [s.answered - s.started for s in sales]
-    paid = [s.states["authorized"] - s.states["authorizing"] - AUTO_DELAY for s in sales]
+    # Authorized and dispensing are one commit, announced as dispensing.
+    paid = [s.states["dispensing"] - s.states["authorizing"] - AUTO_DELAY for s in sales]
     vend = [s.states["dispensed"] - s.states["dispensing"] - REVOLUTION - FALL_TIME
             for s in sales]
     done = [s.states["completed"] - s.states["dispensed"] for s in sales]
     return (f"POST /api/sales answered in {median_ms(answer)} ms; the reader's approval "
+            "(with the motor's start, one commit) "
             f"reached the screen {median_ms(paid)} ms after its delay; the drop "
             f"{median_ms(vend)} ms after the beam was cut; capture and completion "
             f"{median_ms(done)} ms")
@@ -366,7 +318,10 @@ def run() -> list[Figure]:
             met=met,
             note=(
                 f"{SALES} card sales one after another, each from POST /api/sales to its "
-                "`completed` event on /api/events, against `kiosk serve` in its own process; "
+                "`completed` event on /api/events, against `kiosk serve` in its own process, "
+                f"{DROP_PULSE * 1000:.0f} ms apart (the time a product cuts the beam: the "
+                "next vend waits for it to clear), from a minimal HTTP client (httpx "
+                "added about 1 ms a sale, on the same two cores); "
                 "the card reader is simulated in a process of its own (`kiosk simulate card`, "
                 "opened by the kiosk as `qibixx://` on its pty, as a USB reader would be), the "
                 "vending machine inside the server (mock pins). "
@@ -386,14 +341,13 @@ def run() -> list[Figure]:
                 + (f" py-spy over {PROFILED_SALES} more sales, {measured.profile}."
                    if measured.profile else "")
                 + ("" if met else
-                   " Why it misses: a sale is seven durable writes (open, then authorizing, "
-                   "authorized, dispensing, dispensed, completed, each committed with "
-                   "synchronous=FULL before the next step, as designed). They are plain SQL, "
-                   "at about 1.4 times raw sqlite3 each (see the durable transition above), "
-                   "so the ledger's share is mostly SQLite's own work and the reads around "
-                   "the writes; the rest is the event loop waking for each device event and "
-                   "request, with the HTTP client and the simulators on the same two cores. "
-                   "Recording created and authorizing in one commit would save one write.")
+                   " Why it misses: a sale is four durable writes, each committed with "
+                   "synchronous=FULL before the next physical step (created and authorizing "
+                   "before the card request, authorized and dispensing before the motor, "
+                   "dispensed before the capture, completed), plain SQL at about 1.4 times "
+                   "raw sqlite3 each (see the durable transition above); the rest is the "
+                   "event loop waking for each device event and request, with the client and "
+                   "the simulators on the same two cores.")
                 + " Ratio = overhead median / device time."
             ),
         ),
