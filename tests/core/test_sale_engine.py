@@ -386,3 +386,17 @@ async def test_database_refusing_writes_takes_the_kiosk_out_and_back_into_servic
         assert kiosk.ledger.unfinished() == []
     finally:
         await kiosk.stop()
+
+
+async def test_the_screens_hear_each_commit_once_and_no_unchanged_service_state(
+    machine: Machine,
+) -> None:
+    async with machine.bus.subscribe() as queue:
+        await sell(machine, "A1", CARD)
+        await asyncio.sleep(0)  # the sale's last callbacks (catalog, service) have run
+        heard = [queue.get_nowait() for _ in range(queue.qsize())]
+    # Two steps share a commit (created + authorizing, authorized + dispensing): the screens
+    # hear the state each commit left.
+    assert [e.data["state"] for e in heard if e.topic == "sale"] == [
+        "authorizing", "dispensing", "dispensed", "completed"]
+    assert [e.topic for e in heard if e.topic not in ("sale", "device")] == ["catalog"]
