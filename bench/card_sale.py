@@ -52,6 +52,7 @@ from bench.served import (
 )
 from bench.touchscreen import EventFollower, Line, touchscreen
 from kiosk.config import Settings
+from kiosk.db import CACHE_KIB
 from kiosk.machine import Machine
 from kiosk.states import PaymentMethod
 from simulators.console import SimulatorConsole
@@ -301,7 +302,8 @@ def run() -> list[Figure]:
                        "process), traced from the warm-up on: the interpreter's heap kept "
                        f"{summary[0]} (tracemalloc), by owner: {', '.join(summary[1:6])}"
                        f"{sqlite_kept}. SQLite's share is its page cache taking in the growing "
-                       "database, which stops at cache_size (2 MB) for each pooled connection; "
+                       f"database, which stops at cache_size ({CACHE_KIB} KiB) for each pooled "
+                       "connection; "
                        "the rest of the resident growth is the allocators' arenas.")
     started_note = ""
     if not started_met:

@@ -52,12 +52,19 @@ def alembic_config(database: Path) -> Config:
     return config
 
 
+#: SQLite's page cache per connection, in KiB.
+CACHE_KIB = 1024
+
+
 def _pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    # Each pooled connection keeps its own page cache; SQLite's default (2 MB each) is most of
+    # what a Pi's kiosk grows by as its ledger grows. The OS caches the file as well.
+    cursor.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
     cursor.close()
 
 
