@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
+#: How long a request waits for a pooled connection before it is answered 503 ("busy"): the
+#: waiting happens on a worker thread, but a client should hear soon that the kiosk is swamped.
+POOL_TIMEOUT = 2.0
 #: What recording one sale writes to the WAL, with a margin: each of its commits writes every
 #: page it touches whole (a sale from start to end writes about 150 kB).
 ROOM_FOR_A_SALE = 256 * 1024
@@ -68,10 +71,11 @@ def _pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(database: Path) -> Engine:
+def make_engine(database: Path, pool_size: int = 5, max_overflow: int = 10) -> Engine:
     database.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
-        f"sqlite:///{database}", connect_args={"check_same_thread": False}
+        f"sqlite:///{database}", connect_args={"check_same_thread": False},
+        pool_size=pool_size, max_overflow=max_overflow, pool_timeout=POOL_TIMEOUT,
     )
     event.listen(engine, "connect", _pragmas)
     return engine
@@ -160,6 +164,9 @@ class Database:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.engine = make_engine(path)
+        #: The sale ledger's scribe's own connection (see kiosk.scribe): never shared with
+        #: technician requests, so a flood of them cannot keep a sale from being recorded.
+        self.ledger_engine = make_engine(path, pool_size=1, max_overflow=1)
         #: Why the last write through the kiosk's own connections failed.
         self._failed = ""
         #: ... and whether the disk was full or failing: only the probe may clear that.
@@ -220,6 +227,7 @@ class Database:
         if self._probed:
             # A connection the pool opened meanwhile may have opened the file read-only.
             self.engine.dispose()
+            self.ledger_engine.dispose()
         if self._probed or after_refusal:
             log.info("database %s takes writes again", self.path)
         self._probed = ""
@@ -261,10 +269,11 @@ class Database:
         return f"database {self.path} refuses writes: {exc}"
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self, engine: Engine | None = None) -> Iterator[Session]:
         """A session for one unit of work; the caller commits what must last."""
-        with Session(self.engine, expire_on_commit=False) as session:
+        with Session(engine or self.engine, expire_on_commit=False) as session:
             yield session
 
     def dispose(self) -> None:
         self.engine.dispose()
+        self.ledger_engine.dispose()

@@ -140,7 +140,7 @@ class Enrolments:
         or ``SaleBusy`` (a sale or another technician's job holds the kiosk).
         """
         machine = self.machine
-        self._check(member_id)
+        await asyncio.to_thread(self._check, member_id)
         reader = machine.hardware.fingerprint
         if reader is None or not reader.health.ok:
             reason = machine.hardware.health(DeviceKind.FINGERPRINT).reason
@@ -152,8 +152,8 @@ class Enrolments:
         except (DeviceError, TimeoutError) as exc:
             raise EnrolmentRefused("reader_unavailable",
                                    f"could not read the reader's library: {_why(exc)}") from None
-        # From here to the task's creation nothing waits, so no other request can interleave.
-        member, by_members = self._check(member_id)
+        # Checked again after the reader answered; the hold below keeps out any other job.
+        member, by_members = await asyncio.to_thread(self._check, member_id)
         capacity = reader.health.detail.get("capacity")
         page = lowest_free_page(on_reader | by_members,
                                 capacity if isinstance(capacity, int) else None)
@@ -164,7 +164,8 @@ class Enrolments:
         await hold.enter_async_context(
             machine.sales.exclusive(f"fingerprint enrolment for {member.name}"))
         try:
-            consent_before, consent_now = self._record_consent(member_id)
+            consent_before, consent_now = await asyncio.to_thread(self._record_consent,
+                                                                  member_id)
         except BaseException:
             await hold.aclose()
             raise
@@ -220,7 +221,7 @@ class Enrolments:
                 await self._discard(job, reader)
                 self._end(job, EnrolmentState.FAILED, f"internal error: {exc}")
             else:
-                self._finish(job, reader)
+                await asyncio.to_thread(self._finish, job, reader)
                 if job.state is not EnrolmentState.SUCCEEDED:
                     await self._discard(job, reader)
         finally:
@@ -278,11 +279,15 @@ class Enrolments:
 
     def _audit(self, actor: str, action: str, job: Enrolment, before: dict[str, Any],
                after: dict[str, Any]) -> None:
+        # Handed to the scribe, which keeps the order, without waiting for the disk here.
         # A job in the background has nobody to report a failed audit write to but the log.
-        try:
-            self.machine.ledger.audit(actor, action, f"member {job.member_id}", before, after)
-        except NotRecorded as exc:
-            log.error("could not audit %s of member %s: %s", action, job.member_id, exc)
+        def write() -> None:
+            try:
+                self.machine.ledger.audit(actor, action, f"member {job.member_id}", before, after)
+            except NotRecorded as exc:
+                log.error("could not audit %s of member %s: %s", action, job.member_id, exc)
+
+        self.machine.ledger.scribe.submit(write)
 
     async def _discard(self, job: Enrolment, reader: FingerprintReader) -> None:
         """Erase whatever an unfinished enrolment stored: the page was free when it started."""

@@ -4,8 +4,13 @@ Each write is one SQLite transaction holding the state change, its ``sale_event`
 money or stock that moves with it (a debit, a credit back, a product gone from a slot), so a
 power cut can never leave the sale saying one thing and the account or the stock another.
 
+The sale engine and recovery hand every read and write to the ledger's scribe (see
+:mod:`kiosk.scribe`), one thread with a connection of its own, and await it there: the event
+loop never waits for the disk. Technician requests call the same methods from their own worker
+threads, on the shared pool.
+
 The writes a sale makes on its way (opening it and every transition) are plain SQL on a pooled
-connection, not the ORM: a sale is seven commits, each before the next physical step, and the
+connection, not the ORM: a sale is four commits, each before the next physical step, and the
 ORM's unit of work cost three times what SQLite itself does for them (see BENCHMARKS.md). What
 a technician changes goes through SQLModel sessions, where that cost does not matter.
 """
@@ -17,16 +22,17 @@ import logging
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import Engine, func
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
 from kiosk.db import Database
 from kiosk.models import AccountEntry, AuditLog, Member, Sale, SaleEvent, Slot, utcnow
+from kiosk.scribe import Scribe
 from kiosk.states import OPEN, PaymentMethod, SaleState, can_move
 
 log = logging.getLogger(__name__)
@@ -65,6 +71,19 @@ class Ledger:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        #: The thread the sale engine's reads and writes run on: ``await ledger.scribe(...)``.
+        self.scribe = Scribe()
+
+    def close(self) -> None:
+        """Let the scribe finish what it was handed, then end its thread."""
+        self.scribe.close()
+
+    def _engine(self) -> Engine:
+        """The scribe's own connection on its thread; the shared pool everywhere else."""
+        return self.db.ledger_engine if self.scribe.here() else self.db.engine
+
+    def _session(self) -> AbstractContextManager[Session]:
+        return self.db.session(self._engine())
 
     # --- sales -------------------------------------------------------------------------------
 
@@ -108,7 +127,7 @@ class Ledger:
     def item_number(self, slot_code: str) -> int:
         """The number the card reader is told for the slot's product (the slot's id; 0 if
         there is no such slot). Plain SQL: it is read on the way to every card payment."""
-        pooled = self.db.engine.raw_connection()
+        pooled = self._engine().raw_connection()
         try:
             found = pooled.dbapi_connection.execute(  # type: ignore[union-attr]
                 "SELECT id FROM slot WHERE code = ?", (slot_code,)).fetchone()
@@ -168,45 +187,45 @@ class Ledger:
         return sale, True
 
     def get(self, sale_id: str) -> Sale:
-        with self.db.session() as session:
+        with self._session() as session:
             sale = session.get(Sale, sale_id)
             if sale is None:
                 raise SaleNotFound(f"no sale {sale_id}")
             return sale
 
     def history(self, sale_id: str) -> Sequence[SaleEvent]:
-        with self.db.session() as session:
+        with self._session() as session:
             return session.exec(
                 select(SaleEvent).where(SaleEvent.sale_id == sale_id).order_by(col(SaleEvent.id))
             ).all()
 
     def sales_since(self, since: datetime | None) -> Sequence[Sale]:
         """Every sale created at or after ``since`` (all with None), oldest first."""
-        with self.db.session() as session:
+        with self._session() as session:
             query = select(Sale).order_by(col(Sale.created_at))
             if since is not None:
                 query = query.where(col(Sale.created_at) >= since)
             return session.exec(query).all()
 
     def unfinished(self) -> Sequence[Sale]:
-        with self.db.session() as session:
+        with self._session() as session:
             return session.exec(
                 select(Sale).where(col(Sale.state).in_([s.value for s in OPEN]))
                 .order_by(col(Sale.created_at))
             ).all()
 
     def slot(self, code: str) -> Slot | None:
-        with self.db.session() as session:
+        with self._session() as session:
             return session.exec(select(Slot).where(Slot.code == code)).first()
 
     # --- members ----------------------------------------------------------------------------
 
     def member_by_page(self, page: int) -> Member | None:
-        with self.db.session() as session:
+        with self._session() as session:
             return session.exec(select(Member).where(Member.fingerprint_page == page)).first()
 
     def balance(self, member_id: int) -> int:
-        with self.db.session() as session:
+        with self._session() as session:
             return balance_of(session, member_id)
 
     # --- audit ------------------------------------------------------------------------------
@@ -219,7 +238,7 @@ class Ledger:
         before: dict[str, Any] | None = None,
         after: dict[str, Any] | None = None,
     ) -> None:
-        with self.db.session() as session:
+        with self._session() as session:
             session.add(AuditLog(actor=actor, action=action, target=target,
                                  before=before, after=after))
             self.commit(session)
@@ -228,7 +247,7 @@ class Ledger:
     def _writing(self) -> Iterator[Write]:
         """One durable transaction on a pooled connection: committed when the block ends,
         rolled back if it raises (a refusal, an effect's objection, a database error)."""
-        pooled = self.db.engine.raw_connection()
+        pooled = self._engine().raw_connection()
         connection: sqlite3.Connection = pooled.dbapi_connection  # type: ignore[assignment]
         try:
             # IMMEDIATE: take the write lock before reading what the write depends on, so

@@ -46,6 +46,7 @@ class Machine:
         self._reader_sync: asyncio.Task[None] | None = None
         self._resync = False
         self._watch: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         #: The service status the screens were last told.
         self._announced: ServiceStatus | None = None
         self.hardware.on_change.append(self.service_changed)
@@ -53,6 +54,7 @@ class Machine:
 
     async def start(self) -> None:
         """Open everything and settle the past; raises SchemaError for a database it cannot use."""
+        self._loop = asyncio.get_running_loop()
         self.db.check()
         self.service.load_hold()
         await self.hardware.open()
@@ -86,7 +88,8 @@ class Machine:
         while True:
             await asyncio.sleep(DATABASE_RETRY_SECONDS)
             try:
-                self.db.probe_write()
+                # The probe commits (an fsync): on the scribe, in turn with the sales' writes.
+                await self.ledger.scribe(self.db.probe_write)
                 if (self.db.writable and self.service.unsettled and self.sales.current is None
                         and await self._recover("a database that refused writes")):
                     log.info("the database takes writes again; unfinished sales settled")
@@ -97,7 +100,12 @@ class Machine:
 
     def service_changed(self) -> None:
         """Tell the screens what changed (nothing, when nothing did); keep the card reader
-        from taking cards while the kiosk can't sell."""
+        from taking cards while the kiosk can't sell. Any thread may call it (a technician's
+        request runs on a worker thread); the work is done on the loop."""
+        loop = self._loop
+        if loop is not None and not _on(loop):
+            loop.call_soon_threadsafe(self.service_changed)
+            return
         status = self.service.status()
         if status != self._announced:
             self._announced = status
@@ -136,4 +144,13 @@ class Machine:
                 task.cancel()
         await self.sales.close()
         await self.hardware.close()
+        await asyncio.to_thread(self.ledger.close)
         self.db.dispose()
+
+
+def _on(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether the caller runs on ``loop``'s own thread."""
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False

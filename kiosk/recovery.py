@@ -51,7 +51,7 @@ async def recover(
     of service and try again later.
     """
     return [await settle(ledger, card, sale, settle_timeout, cause=cause)
-            for sale in ledger.unfinished()]
+            for sale in await ledger.scribe(ledger.unfinished)]
 
 
 async def settle(
@@ -68,7 +68,8 @@ async def settle(
         log.exception("settling sale %s from %s failed", sale.id, found)
         reason = f"could not be settled automatically ({exc}); check the payment and the slot"
         try:
-            ledger.move(sale.id, S.NEEDS_REVIEW, {"recovered_from": found.value}, reason=reason)
+            await ledger.scribe(ledger.move, sale.id, S.NEEDS_REVIEW,
+                                {"recovered_from": found.value}, reason=reason)
         except NotRecorded:
             raise
         except Exception as again:
@@ -76,8 +77,9 @@ async def settle(
             # kiosk must stay out of service and try again, not fail to start.
             raise NotRecorded(f"sale {sale.id} could not be recorded: {again}") from again
         ended = S.NEEDS_REVIEW
-    ledger.audit(actor, "recover_sale", sale.id,
-                 before={"state": found.value}, after={"state": ended.value, "reason": reason})
+    await ledger.scribe(ledger.audit, actor, "recover_sale", sale.id,
+                        before={"state": found.value},
+                        after={"state": ended.value, "reason": reason})
     log.warning("settled sale %s: %s -> %s (%s)", sale.id, found, ended, reason)
     return Recovered(sale.id, found, ended, reason)
 
@@ -90,7 +92,7 @@ async def _settle(
     if found in (S.CREATED, S.AUTHORIZING):
         note = await _cancel_at_reader(card, sale, timeout)
         reason = f"interrupted by {cause} before payment" + (f"; {note}" if note else "")
-        ledger.move(sale.id, S.CANCELLED, detail, reason=reason)
+        await ledger.scribe(ledger.move, sale.id, S.CANCELLED, detail, reason=reason)
         return S.CANCELLED, reason
     if found in (S.AUTHORIZED, S.DISPENSE_FAILED):
         why = f"interrupted by {cause} before the vend"
@@ -105,10 +107,10 @@ async def _settle(
     problem = await settlement.capture(card, sale, timeout)
     if problem:
         reason = f"product delivered before {cause}; {problem}"
-        ledger.move(sale.id, S.NEEDS_REVIEW, detail, reason=reason)
+        await ledger.scribe(ledger.move, sale.id, S.NEEDS_REVIEW, detail, reason=reason)
         return S.NEEDS_REVIEW, reason
     reason = f"completed after {cause}"
-    ledger.move(sale.id, S.COMPLETED, detail, reason=reason)
+    await ledger.scribe(ledger.move, sale.id, S.COMPLETED, detail, reason=reason)
     return S.COMPLETED, reason
 
 
@@ -125,11 +127,13 @@ async def _give_back(
     problem = await settlement.void(card, sale, timeout)
     if problem:
         reason = f"{why}; {problem}"
-        ledger.move(sale.id, S.NEEDS_REVIEW, detail, reason=reason, effect=effect)
+        await ledger.scribe(ledger.move, sale.id, S.NEEDS_REVIEW, detail, reason=reason,
+                            effect=effect)
         return S.NEEDS_REVIEW, reason
     returned = "payment reverted" if sale.method == PaymentMethod.CARD else "balance credited back"
     reason = f"{why}; {returned}"
-    ledger.move(sale.id, done, detail, reason=reason, effect=both(effect, credit_back))
+    await ledger.scribe(ledger.move, sale.id, done, detail, reason=reason,
+                        effect=both(effect, credit_back))
     return done, reason
 
 

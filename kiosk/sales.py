@@ -94,6 +94,8 @@ class _Run:
     cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
     payment_settled: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    #: The drop beam's ``dispensed`` on its way to the ledger (recorded as the beam fired).
+    drop_recorded: asyncio.Task[None] | None = None
 
 
 class Sales:
@@ -113,6 +115,8 @@ class Sales:
         self.settings = settings
         self.bus = bus
         self._run: _Run | None = None
+        #: A sale is being opened (its first commit is on its way to the disk).
+        self._opening = False
         self._held_for = ""
         #: Called after every sale has ended (the machine re-assesses its service).
         self.on_finished: list[Callable[[], None]] = []
@@ -125,8 +129,9 @@ class Sales:
     async def start(self, slot_code: str, method: PaymentMethod) -> Sale:
         """Open a sale and start driving it; returns at once with the sale,
         recorded as created and authorizing."""
-        # No await between this check and taking the run: of concurrent requests, one wins.
-        if self._run is not None:
+        # No await between this check and claiming the mechanism: of concurrent requests, one
+        # wins; the others are refused here, not by the database.
+        if self._run is not None or self._opening:
             raise SaleBusy("another sale is in progress; wait for it to finish")
         if self._held_for:
             raise SaleBusy(f"a technician is using the kiosk ({self._held_for})")
@@ -138,7 +143,11 @@ class Sales:
         vending = self.hardware.vending
         if vending is not None and slot_code not in vending.slots():
             raise SlotUnavailable(f"the vending mechanism has no slot {slot_code}")
-        sale = self.ledger.open_sale(slot_code, method)
+        self._opening = True
+        try:
+            sale = await self.ledger.scribe(self.ledger.open_sale, slot_code, method)
+        finally:
+            self._opening = False
         run = _Run(sale)
         self._run = run
         run.task = asyncio.create_task(self._drive(run), name=f"sale {sale.id}")
@@ -148,7 +157,7 @@ class Sales:
     @contextlib.asynccontextmanager
     async def exclusive(self, what: str) -> AsyncIterator[None]:
         """Hold the mechanism for a technician's job (a test vend): no sale starts meanwhile."""
-        if self._run is not None or self._held_for:
+        if self._run is not None or self._opening or self._held_for:
             raise SaleBusy(f"the kiosk is busy ({self._held_for or 'a sale is running'})")
         self._held_for = what
         try:
@@ -160,7 +169,7 @@ class Sales:
         """The customer cancels: allowed while waiting for payment; idempotent once ended."""
         run = self._run
         if run is None or run.sale.id != sale_id:
-            sale = self.ledger.get(sale_id)
+            sale = await self.ledger.scribe(self.ledger.get, sale_id)
             if SaleState(sale.state) not in TERMINAL:
                 raise TooLate(f"sale {sale_id} is being finished; it cannot be cancelled now")
             return sale
@@ -170,14 +179,14 @@ class Sales:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.settings.settle_timeout):
                 await run.payment_settled.wait()
-        return self.ledger.get(sale_id)
+        return await self.ledger.scribe(self.ledger.get, sale_id)
 
     async def wait(self, sale_id: str) -> Sale:
         """Wait until the sale has ended (tests, the command line) and return it."""
         run = self._run
         if run is not None and run.sale.id == sale_id and run.task is not None:
             await asyncio.shield(run.task)
-        return self.ledger.get(sale_id)
+        return await self.ledger.scribe(self.ledger.get, sale_id)
 
     async def close(self) -> None:
         """Shut down: a sale waiting for payment is cancelled, a vend is let finish."""
@@ -222,12 +231,15 @@ class Sales:
     async def _settle_broken(self, run: _Run) -> None:
         """End a sale whose drive broke, as recovery would; if even that fails, stop selling."""
         try:
-            sale = self.ledger.get(run.sale.id)
+            if run.drop_recorded is not None:
+                with contextlib.suppress(Exception):  # it failed: that is why we are here
+                    await run.drop_recorded
+            sale = await self.ledger.scribe(self.ledger.get, run.sale.id)
             if SaleState(sale.state) not in TERMINAL:
                 done = await recovery.settle(self.ledger, self.hardware.card, sale,
                                              self.settings.settle_timeout, actor="kiosk",
                                              cause="a failure")
-                run.sale = self.ledger.get(sale.id)
+                run.sale = await self.ledger.scribe(self.ledger.get, sale.id)
                 self._announce(run.sale)
                 log.warning("sale %s settled after a failure: %s", sale.id, done.ended)
         except Exception as exc:
@@ -247,7 +259,7 @@ class Sales:
         if card is None:
             await self._move(run, S.CANCELLED, reason="the card reader is unavailable")
             return False
-        item = self.ledger.item_number(run.sale.slot_code)
+        item = await self.ledger.scribe(self.ledger.item_number, run.sale.slot_code)
         timeout = self.settings.payment_timeout
         outcome, value = await self._race(
             run, lambda: card.authorize(run.sale.price_cents, item, timeout),
@@ -299,7 +311,8 @@ class Sales:
             await self._move(run, S.CANCELLED, reason=outcome)
             return False
         match: FingerMatch | None = value
-        member = self.ledger.member_by_page(match.page) if match else None
+        member = (await self.ledger.scribe(self.ledger.member_by_page, match.page)
+                  if match else None)
         if member is None or not member.active or member.id is None:
             await self._move(run, S.DECLINED, {"page": match.page if match else None},
                              reason="fingerprint not recognised")
@@ -333,6 +346,9 @@ class Sales:
         if run.sale.state != S.DISPENSING:  # usually recorded with the payment (_onward)
             await self._move(run, S.DISPENSING)
         result, failure, unknown = await self._dispense(run.sale.slot_code)
+        if run.drop_recorded is not None:
+            # The beam's record goes first: what follows depends on whether it was made.
+            await run.drop_recorded
         # The beam saw the product fall (the sale is durably dispensed already): whatever the
         # mechanism said afterwards (a late jam, a timeout), the customer has it and pays.
         if run.sale.state == S.DISPENSED and not (result is not None and result.delivered):
@@ -394,19 +410,18 @@ class Sales:
         """The drop beam fired: the sale is durably ``dispensed`` now, not when the call returns.
 
         A crash between the drop and the end of the turn then still charges for (and counts)
-        the product the customer has. Runs on the loop's thread; the ledger write is sync.
+        the product the customer has. Runs on the loop's thread and hands the write to the
+        scribe at once; the vend awaits it before it records anything else.
         """
         run = self._run
         if (run is None or event.device is not DeviceKind.VENDING
                 or event.name != "product_dropped"
                 or event.detail.get("slot") != run.sale.slot_code
-                or run.sale.state != S.DISPENSING):
+                or run.sale.state != S.DISPENSING or run.drop_recorded is not None):
             return
-        sale, moved = self.ledger.move(run.sale.id, S.DISPENSED, {"seen": "drop beam"},
-                                       effect=product_left_slot)
-        run.sale = sale
-        if moved:
-            self._announce(sale)
+        run.drop_recorded = asyncio.create_task(
+            self._move(run, S.DISPENSED, {"seen": "drop beam"}, effect=product_left_slot),
+            name=f"sale {run.sale.id} dispensed")
 
     # --- plumbing ----------------------------------------------------------------------------
 
@@ -459,8 +474,8 @@ class Sales:
         effect: Effect | None = None,
         then: SaleState | None = None,
     ) -> None:
-        sale, moved = self.ledger.move(run.sale.id, target, detail, reason=reason, effect=effect,
-                                       then=then)
+        sale, moved = await self.ledger.scribe(self.ledger.move, run.sale.id, target, detail,
+                                               reason=reason, effect=effect, then=then)
         run.sale = sale
         if moved:
             self._announce(sale)

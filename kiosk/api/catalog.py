@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 from sqlalchemy import select
 from sqlmodel import col
+from starlette.concurrency import run_in_threadpool
 
 from kiosk.api import access
 from kiosk.api.schemas import ERRORS, CatalogPublic, ProductPublic, SlotPublic, StockState
@@ -81,7 +82,9 @@ async def catalog(request: Request) -> Response:
     key = (answers.data_version(), status.in_service, status.payment_methods, known,
            bool(machine.hardware.simulators), machine.settings.currency)
     if answers.key != key:
-        built = _catalog(machine, status.in_service, status.payment_methods, known)
+        # Read on a worker thread: a cold page on a Pi's SD card must not hold up the loop.
+        built = await run_in_threadpool(_catalog, machine, status.in_service,
+                                        status.payment_methods, known)
         answers.key, answers.body = key, built.model_dump_json().encode()
     return Response(answers.body, media_type="application/json")
 

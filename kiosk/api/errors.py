@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
 from kiosk.ledger import (
@@ -38,11 +39,14 @@ STATUS: dict[type[LedgerError], int] = {
 class ApiError(Exception):
     """An error a route raises on purpose, with its status, code and message."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        #: Sent with the answer (``Retry-After`` on a refusal to try again soon).
+        self.headers = headers
 
 
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
@@ -52,7 +56,8 @@ def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status)
+        return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status,
+                            headers=exc.headers)
 
     @app.exception_handler(LedgerError)
     async def ledger_error(_request: Request, exc: LedgerError) -> JSONResponse:
@@ -73,6 +78,14 @@ def install(app: FastAPI) -> None:
             where = ".".join(str(part) for part in error.get("loc", ()))
             problems.append(f"{where}: {error.get('msg', 'invalid')}")
         return JSONResponse(error_body("invalid_request", "; ".join(problems)), status_code=422)
+
+    @app.exception_handler(PoolTimeout)
+    async def swamped(_request: Request, exc: PoolTimeout) -> JSONResponse:
+        # Every pooled connection is busy (a flood of requests): say so at once; the sale
+        # ledger has a connection of its own and is not affected.
+        log.warning("no database connection free: %s", exc)
+        return JSONResponse(error_body("busy", "the kiosk is busy; try again in a moment"),
+                            status_code=503, headers={"Retry-After": "2"})
 
     @app.exception_handler(OperationalError)
     async def database_refused(request: Request, exc: OperationalError) -> JSONResponse:

@@ -39,7 +39,8 @@ def snapshot(machine: Machine) -> list[str]:
     ]
     current = machine.sales.current
     if current is not None:
-        frames.append(frame("sale", sale_view(machine.ledger.get(current.id))))
+        # The engine's copy is the last state it committed: no read of the disk on the loop.
+        frames.append(frame("sale", sale_view(current)))
     return frames
 
 

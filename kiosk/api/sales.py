@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
+from starlette.concurrency import run_in_threadpool
 
 from kiosk.api import access
 from kiosk.api.deps import MachineDep
@@ -22,7 +23,8 @@ async def start_sale(body: SaleCreate, machine: MachineDep) -> SalePublic:
 
 @router.get("/{sale_id}", response_model=SalePublic)
 async def get_sale(sale_id: str, machine: MachineDep) -> SalePublic:
-    return SalePublic.model_validate(sale_view(machine.ledger.get(sale_id)))
+    sale = await run_in_threadpool(machine.ledger.get, sale_id)
+    return SalePublic.model_validate(sale_view(sale))
 
 
 @router.post("/{sale_id}/cancel", response_model=SalePublic)

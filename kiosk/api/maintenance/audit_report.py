@@ -63,7 +63,7 @@ def local_zone() -> tzinfo:
 @router.get("", response_class=Response,
             responses={200: {"content": {"text/plain": {}},
                              "description": "The DEX file, as an attachment"}})
-async def download(machine: MachineDep, technician: TechnicianDep) -> Response:
+def download(machine: MachineDep, technician: TechnicianDep) -> Response:
     """The audit report as ``kiosk-<date>.dex`` (ASCII, CR LF line ends)."""
     zone = local_zone()
     data = gather(machine, utcnow())
@@ -81,7 +81,7 @@ async def download(machine: MachineDep, technician: TechnicianDep) -> Response:
 
 
 @router.post("/reset", response_model=ResetPublic)
-async def reset(machine: MachineDep, technician: TechnicianDep) -> ResetPublic:
+def reset(machine: MachineDep, technician: TechnicianDep) -> ResetPublic:
     """Start the report's "since reset" counters afresh (the history itself stays)."""
     data = gather(machine, utcnow())
     machine.ledger.audit(

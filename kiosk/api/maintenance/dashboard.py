@@ -29,7 +29,7 @@ class ServiceChange(BaseModel):
 
 
 @router.get("/dashboard")
-async def dashboard(machine: MachineDep, technician: TechnicianDep) -> dict[str, Any]:
+def dashboard(machine: MachineDep, technician: TechnicianDep) -> dict[str, Any]:
     # "Today" is the kiosk's own day, as on its DEX report and the technician's watch.
     local_now = datetime.now().astimezone()
     midnight = datetime.combine(local_now.date(), time.min, tzinfo=local_now.tzinfo)
@@ -59,8 +59,8 @@ async def dashboard(machine: MachineDep, technician: TechnicianDep) -> dict[str,
 
 
 @router.post("/service")
-async def change_service(body: ServiceChange, machine: MachineDep,
-                         technician: TechnicianDep) -> dict[str, Any]:
+def change_service(body: ServiceChange, machine: MachineDep,
+                   technician: TechnicianDep) -> dict[str, Any]:
     """Take the kiosk out of service (with a reason the dashboard shows), or back in."""
     before = {"held_by": machine.service.held_by}
     if body.in_service:

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import func
 from sqlmodel import Session, col, select
+from starlette.concurrency import run_in_threadpool
 
 from drivers.base import DeviceError, DeviceKind, DeviceRejected
 from kiosk.api.deps import MachineDep
@@ -24,6 +25,7 @@ from kiosk.api.maintenance.deps import TechnicianDep, technician_network
 from kiosk.api.schemas import ERRORS, RowIdPath
 from kiosk.enrolment import STEP_TIMEOUT, EnrolmentRefused, enrolments_of
 from kiosk.ledger import balance_of
+from kiosk.machine import Machine
 from kiosk.models import AccountEntry, Member
 
 router = APIRouter(prefix="/api/maintenance/members", tags=["maintenance: members"],
@@ -174,8 +176,8 @@ class EnrolmentPublic(BaseModel):
 
 
 @router.get("", response_model=list[MemberPublic])
-async def list_members(machine: MachineDep, technician: TechnicianDep,
-                       include_inactive: bool = True) -> list[MemberPublic]:
+def list_members(machine: MachineDep, technician: TechnicianDep,
+                 include_inactive: bool = True) -> list[MemberPublic]:
     """Every member with balance and whether a fingerprint is enrolled, by name."""
     balance = func.coalesce(func.sum(AccountEntry.amount_cents), 0)
     query = (select(Member, balance)
@@ -189,8 +191,8 @@ async def list_members(machine: MachineDep, technician: TechnicianDep,
 
 
 @router.post("", status_code=201, response_model=MemberPublic)
-async def add_member(body: MemberCreate, machine: MachineDep,
-                     technician: TechnicianDep) -> MemberPublic:
+def add_member(body: MemberCreate, machine: MachineDep,
+               technician: TechnicianDep) -> MemberPublic:
     with machine.db.session() as session:
         member = Member(name=body.name)
         session.add(member)
@@ -202,8 +204,8 @@ async def add_member(body: MemberCreate, machine: MachineDep,
 
 
 @router.get("/{member_id}", response_model=MemberDetail)
-async def get_member(member_id: RowIdPath, machine: MachineDep,
-                     technician: TechnicianDep) -> MemberDetail:
+def get_member(member_id: RowIdPath, machine: MachineDep,
+               technician: TechnicianDep) -> MemberDetail:
     with machine.db.session() as session:
         member = _member(session, member_id)
         entries = session.exec(
@@ -215,8 +217,8 @@ async def get_member(member_id: RowIdPath, machine: MachineDep,
 
 
 @router.patch("/{member_id}", response_model=MemberPublic)
-async def edit_member(member_id: RowIdPath, body: MemberUpdate, machine: MachineDep,
-                      technician: TechnicianDep) -> MemberPublic:
+def edit_member(member_id: RowIdPath, body: MemberUpdate, machine: MachineDep,
+                technician: TechnicianDep) -> MemberPublic:
     """Rename, deactivate or reactivate; a deactivated member's finger buys nothing."""
     with machine.db.session() as session:
         member = _member(session, member_id)
@@ -240,14 +242,18 @@ async def edit_member(member_id: RowIdPath, body: MemberUpdate, machine: Machine
 
 @router.post("/{member_id}/balance", status_code=201, response_model=BalanceResult,
              responses={409: {"description": "The correction would leave a negative balance"}})
-async def change_balance(member_id: RowIdPath, body: BalanceChange, machine: MachineDep,
-                         technician: TechnicianDep) -> BalanceResult:
+def change_balance(member_id: RowIdPath, body: BalanceChange, machine: MachineDep,
+                   technician: TechnicianDep) -> BalanceResult:
     """Top up, or correct, a member's balance with one account entry carrying the reason.
 
-    Checked and written in one go on the event loop's thread, so no sale's debit can slip in
-    between the check and the entry.
+    Checked and written in one transaction that holds SQLite's write lock from its start, so
+    no sale's debit (written by the ledger's scribe on another thread) can slip in between the
+    check and the entry.
     """
     with machine.db.session() as session:
+        # A write that changes nothing, to take the write lock before the balance is read.
+        session.connection().exec_driver_sql(
+            "UPDATE member SET name = name WHERE id = ?", (member_id,))
         member = _member(session, member_id)
         before = balance_of(session, member_id)
         after = before + body.amount_cents
@@ -292,8 +298,8 @@ async def start_enrolment(member_id: RowIdPath, body: EnrolmentStart, machine: M
 
 
 @router.get("/{member_id}/enrolment", response_model=EnrolmentPublic)
-async def get_enrolment(member_id: RowIdPath, machine: MachineDep,
-                        technician: TechnicianDep) -> EnrolmentPublic:
+def get_enrolment(member_id: RowIdPath, machine: MachineDep,
+                  technician: TechnicianDep) -> EnrolmentPublic:
     """The member's running enrolment, or the last one since the kiosk started."""
     job = enrolments_of(machine).latest(member_id)
     if job is None:
@@ -320,8 +326,7 @@ async def remove_fingerprint(member_id: RowIdPath, machine: MachineDep,
     Refused (503) while the reader cannot erase it: the kiosk never forgets a page whose
     template would stay on the sensor.
     """
-    with machine.db.session() as session:
-        member = _member(session, member_id)
+    member = await run_in_threadpool(_read_member, machine, member_id)
     page = member.fingerprint_page
     if page is None:
         raise ApiError(409, "no_fingerprint", f"{member.name} has no fingerprint enrolled")
@@ -340,18 +345,27 @@ async def remove_fingerprint(member_id: RowIdPath, machine: MachineDep,
         why = exc.message if isinstance(exc, DeviceError) else "no answer in time"
         raise ApiError(503, "reader_unavailable",
                        f"could not erase page {page}: {why}; nothing was changed") from None
+    return await run_in_threadpool(_forget_page, machine, member_id, page, technician.name)
+
+
+def _forget_page(machine: Machine, member_id: int, page: int, technician: str) -> MemberPublic:
     with machine.db.session() as session:
         member = _member(session, member_id)
         member.fingerprint_page = None
         session.add(member)
         machine.ledger.commit(session)
         public = _public(member, balance_of(session, member_id))
-    machine.ledger.audit(technician.name, "fingerprint_remove", f"member {member_id}",
+    machine.ledger.audit(technician, "fingerprint_remove", f"member {member_id}",
                          before={"fingerprint_page": page}, after={"fingerprint_page": None})
     return public
 
 
 # --- plumbing -------------------------------------------------------------------------------
+
+
+def _read_member(machine: Machine, member_id: int) -> Member:
+    with machine.db.session() as session:
+        return _member(session, member_id)
 
 
 def _member(session: Session, member_id: int) -> Member:

@@ -158,8 +158,8 @@ class SaleResolve(BaseModel):
 
 
 @router.get("/sales", response_model=SalePage)
-async def list_sales(query: Annotated[SalePageQuery, Query()], machine: MachineDep,
-                     technician: TechnicianDep) -> SalePage:
+def list_sales(query: Annotated[SalePageQuery, Query()], machine: MachineDep,
+               technician: TechnicianDep) -> SalePage:
     """Sales, newest first, a page at a time (keyset: pages stay right while sales come in)."""
     with machine.db.session() as session:
         found = session.exec(page_statement(query)).all()
@@ -171,8 +171,8 @@ async def list_sales(query: Annotated[SalePageQuery, Query()], machine: MachineD
 
 @router.get("/sales.csv", response_class=StreamingResponse,
             responses={200: {"content": {"text/csv": {}}}})
-async def export_sales(filters: Annotated[SaleFilters, Query()], machine: MachineDep,
-                       technician: TechnicianDep) -> StreamingResponse:
+def export_sales(filters: Annotated[SaleFilters, Query()], machine: MachineDep,
+                 technician: TechnicianDep) -> StreamingResponse:
     """Every sale the filters select, oldest first, as CSV streamed in constant memory."""
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return StreamingResponse(
@@ -183,15 +183,15 @@ async def export_sales(filters: Annotated[SaleFilters, Query()], machine: Machin
 
 
 @router.get("/sales/{sale_id}", response_model=SaleDetail)
-async def sale_detail(sale_id: str, machine: MachineDep,
-                      technician: TechnicianDep) -> SaleDetail:
+def sale_detail(sale_id: str, machine: MachineDep,
+                technician: TechnicianDep) -> SaleDetail:
     with machine.db.session() as session:
         return _detail(session, _sale(session, sale_id))
 
 
 @router.post("/sales/{sale_id}/resolve", response_model=SaleDetail)
-async def resolve_sale(sale_id: str, body: SaleResolve, machine: MachineDep,
-                       technician: TechnicianDep) -> SaleDetail:
+def resolve_sale(sale_id: str, body: SaleResolve, machine: MachineDep,
+                 technician: TechnicianDep) -> SaleDetail:
     """Close a review: the product was delivered, or the customer gets the money back. Once."""
     now = utcnow()
     with machine.db.session() as session:

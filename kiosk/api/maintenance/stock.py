@@ -147,7 +147,7 @@ class ProductList(BaseModel):
 
 
 @router.get("/planogram", response_model=PlanogramPublic)
-async def planogram(machine: MachineDep, technician: TechnicianDep) -> PlanogramPublic:
+def planogram(machine: MachineDep, technician: TechnicianDep) -> PlanogramPublic:
     """Every slot with its product, price, stock, capacity and whether it is for sale."""
     with machine.db.session() as session:
         rows = session.exec(select(Slot, Product).join(Product, isouter=True)
@@ -157,8 +157,8 @@ async def planogram(machine: MachineDep, technician: TechnicianDep) -> Planogram
 
 
 @router.patch("/planogram/{code}", response_model=SlotRecord)
-async def change_slot(code: SlotCode, body: SlotUpdate, machine: MachineDep,
-                      technician: TechnicianDep) -> SlotRecord:
+def change_slot(code: SlotCode, body: SlotUpdate, machine: MachineDep,
+                technician: TechnicianDep) -> SlotRecord:
     """Change a slot's product, price, capacity or enabled; clear its fault once checked."""
     with machine.db.session() as session:
         slot = _slot(session, code)
@@ -193,8 +193,8 @@ async def change_slot(code: SlotCode, body: SlotUpdate, machine: MachineDep,
 
 
 @router.post("/planogram/{code}/restock", response_model=SlotRecord)
-async def restock_slot(code: SlotCode, machine: MachineDep, technician: TechnicianDep,
-                       body: SlotRestock | None = None) -> SlotRecord:
+def restock_slot(code: SlotCode, machine: MachineDep, technician: TechnicianDep,
+                 body: SlotRestock | None = None) -> SlotRecord:
     """Fill a slot to its capacity, or set how many it holds after counting (``stock``)."""
     with machine.db.session() as session:
         slot = _slot(session, code)
@@ -217,7 +217,7 @@ async def restock_slot(code: SlotCode, machine: MachineDep, technician: Technici
 
 
 @router.post("/restock", response_model=PlanogramPublic)
-async def restock_all(machine: MachineDep, technician: TechnicianDep) -> PlanogramPublic:
+def restock_all(machine: MachineDep, technician: TechnicianDep) -> PlanogramPublic:
     """Fill every slot that holds a product to its capacity: one audit entry for the round."""
     with machine.db.session() as session:
         rows = session.exec(select(Slot, Product).join(Product, isouter=True)
@@ -240,8 +240,8 @@ async def restock_all(machine: MachineDep, technician: TechnicianDep) -> Planogr
 
 
 @router.get("/products", response_model=ProductList)
-async def products(machine: MachineDep, technician: TechnicianDep,
-                   retired: bool = False) -> ProductList:
+def products(machine: MachineDep, technician: TechnicianDep,
+             retired: bool = False) -> ProductList:
     """The catalog's products by name; ``retired=true`` lists the retired ones too."""
     with machine.db.session() as session:
         query = select(Product).order_by(col(Product.name), col(Product.id))
@@ -253,8 +253,8 @@ async def products(machine: MachineDep, technician: TechnicianDep,
 
 
 @router.post("/products", status_code=201, response_model=ProductRecord)
-async def add_product(body: ProductCreate, machine: MachineDep,
-                      technician: TechnicianDep) -> ProductRecord:
+def add_product(body: ProductCreate, machine: MachineDep,
+                technician: TechnicianDep) -> ProductRecord:
     with machine.db.session() as session:
         product = Product(name=body.name, description=body.description, image=body.image)
         session.add(product)
@@ -268,8 +268,8 @@ async def add_product(body: ProductCreate, machine: MachineDep,
 
 
 @router.patch("/products/{product_id}", response_model=ProductRecord)
-async def change_product(product_id: RowIdPath, body: ProductUpdate, machine: MachineDep,
-                         technician: TechnicianDep) -> ProductRecord:
+def change_product(product_id: RowIdPath, body: ProductUpdate, machine: MachineDep,
+                   technician: TechnicianDep) -> ProductRecord:
     """Rename a product or change its description or picture; sales keep the name they had."""
     with machine.db.session() as session:
         product = _product(session, product_id)
@@ -293,8 +293,8 @@ async def change_product(product_id: RowIdPath, body: ProductUpdate, machine: Ma
 
 
 @router.post("/products/{product_id}/retire", response_model=ProductRecord)
-async def retire_product(product_id: RowIdPath, machine: MachineDep,
-                         technician: TechnicianDep) -> ProductRecord:
+def retire_product(product_id: RowIdPath, machine: MachineDep,
+                   technician: TechnicianDep) -> ProductRecord:
     """Take a product out of the catalog for good; slots holding it stop selling. Idempotent."""
     with machine.db.session() as session:
         product = _product(session, product_id)
