@@ -25,7 +25,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: How long the ledger's scribe waits for another writer (a technician's write, a second
+#: process) before a sale's step counts as not recorded.
 BUSY_TIMEOUT_MS = 5000
+#: ... and a technician's request, which is answered 503 "busy" instead: short, since a
+#: worker thread is held meanwhile.
+REQUEST_BUSY_TIMEOUT_MS = 2000
 #: How long a request waits for a pooled connection before it is answered 503 ("busy"): the
 #: waiting happens on a worker thread, but a client should hear soon that the kiosk is swamped.
 POOL_TIMEOUT = 2.0
@@ -34,6 +39,13 @@ POOL_TIMEOUT = 2.0
 ROOM_FOR_A_SALE = 256 * 1024
 #: The ``kiosk_state`` row the probe fills and deletes again to make that room.
 ROOM_PROBE_KEY = "room_probe"
+
+
+def waited_for_lock(exc: BaseException) -> bool:
+    """Whether SQLite gave up waiting for another connection's lock (not a failing disk)."""
+    cause = getattr(exc, "orig", None) or exc.__cause__ or exc
+    code = getattr(cause, "sqlite_errorcode", 0) & 0xFF
+    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 class SchemaError(Exception):
@@ -59,25 +71,26 @@ def alembic_config(database: Path) -> Config:
 CACHE_KIB = 1024
 
 
-def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _pragmas(busy_timeout_ms: int, dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
     # Each pooled connection keeps its own page cache; SQLite's default (2 MB each) is most of
     # what a Pi's kiosk grows by as its ledger grows. The OS caches the file as well.
     cursor.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
     cursor.close()
 
 
-def make_engine(database: Path, pool_size: int = 5, max_overflow: int = 10) -> Engine:
+def make_engine(database: Path, pool_size: int = 5, max_overflow: int = 10,
+                busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine:
     database.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         f"sqlite:///{database}", connect_args={"check_same_thread": False},
         pool_size=pool_size, max_overflow=max_overflow, pool_timeout=POOL_TIMEOUT,
     )
-    event.listen(engine, "connect", _pragmas)
+    event.listen(engine, "connect", functools.partial(_pragmas, busy_timeout_ms))
     return engine
 
 
@@ -163,7 +176,7 @@ class Database:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.engine = make_engine(path)
+        self.engine = make_engine(path, busy_timeout_ms=REQUEST_BUSY_TIMEOUT_MS)
         #: The sale ledger's scribe's own connection (see kiosk.scribe): never shared with
         #: technician requests, so a flood of them cannot keep a sale from being recorded.
         self.ledger_engine = make_engine(path, pool_size=1, max_overflow=1)

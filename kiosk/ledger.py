@@ -30,7 +30,7 @@ from sqlalchemy import Engine, func
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
-from kiosk.db import Database
+from kiosk.db import Database, waited_for_lock
 from kiosk.models import AccountEntry, AuditLog, Member, Sale, SaleEvent, Slot, utcnow
 from kiosk.scribe import Scribe
 from kiosk.states import OPEN, PaymentMethod, SaleState, can_move
@@ -64,6 +64,13 @@ class NotRecorded(LedgerError):
     """The database refused the write: the kiosk must not act as if it had been recorded."""
 
     code = "not_recorded"
+
+
+class DatabaseBusy(NotRecorded):
+    """A technician's write waited too long for another writer's lock: nothing is broken,
+    the request may be tried again (a sale's own step raises NotRecorded instead)."""
+
+    code = "busy"
 
 
 class Ledger:
@@ -272,6 +279,8 @@ class Ledger:
 
     def _refused(self, exc: Exception, work: Session | sqlite3.Connection) -> None:
         work.rollback()
+        if waited_for_lock(exc) and not self.scribe.here():
+            raise DatabaseBusy("the kiosk is busy; try again in a moment") from exc
         self.db.note_write_failure(exc)
         cause = getattr(exc, "orig", exc)
         raise NotRecorded(f"the change could not be recorded: {cause}") from exc

@@ -12,7 +12,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
+from kiosk.db import waited_for_lock
 from kiosk.ledger import (
+    DatabaseBusy,
     IllegalTransition,
     LedgerError,
     NotRecorded,
@@ -61,6 +63,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(LedgerError)
     async def ledger_error(_request: Request, exc: LedgerError) -> JSONResponse:
+        if isinstance(exc, DatabaseBusy):
+            return _busy_answer()
         status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 400)
         return JSONResponse(error_body(exc.code, str(exc)), status_code=status)
 
@@ -84,11 +88,14 @@ def install(app: FastAPI) -> None:
         # Every pooled connection is busy (a flood of requests): say so at once; the sale
         # ledger has a connection of its own and is not affected.
         log.warning("no database connection free: %s", exc)
-        return JSONResponse(error_body("busy", "the kiosk is busy; try again in a moment"),
-                            status_code=503, headers={"Retry-After": "2"})
+        return _busy_answer()
 
     @app.exception_handler(OperationalError)
     async def database_refused(request: Request, exc: OperationalError) -> JSONResponse:
+        if waited_for_lock(exc):
+            # Another writer held the lock past the request's patience: the disk is fine.
+            log.warning("database busy: %s", exc)
+            return _busy_answer()
         # A write outside the ledger (a login, a session) on a database that refuses writes:
         # the same answer as a sale gets, and the kiosk learns of it too.
         database = request.app.state.machine.db
@@ -103,3 +110,8 @@ def install(app: FastAPI) -> None:
             error_body("internal_error", "the kiosk hit an internal error; see its log"),
             status_code=500,
         )
+
+
+def _busy_answer() -> JSONResponse:
+    return JSONResponse(error_body("busy", "the kiosk is busy; try again in a moment"),
+                        status_code=503, headers={"Retry-After": "2"})
