@@ -6,14 +6,21 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
+from sqlmodel import select
 
 from kiosk import technicians
+from kiosk.api import login_limit
 from kiosk.app import create_app
 from kiosk.config import Settings
+from kiosk.db import Database
+from kiosk.models import Technician, utcnow
 from tests.api.conftest import RunningKiosk
 from tests.conftest import Doubles
 from tests.doubles import FakeCard, FakeFingerprint, FakeVending
@@ -58,13 +65,124 @@ def test_wrong_secret_waits_and_is_refused(anonymous: httpx.Client, settings: Se
 
 
 def test_repeated_failures_lock_the_name_even_for_the_right_secret(
-    anonymous: httpx.Client, monkeypatch: pytest.MonkeyPatch
+    kiosk: RunningKiosk, anonymous: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(technicians, "DELAY_BASE", 0.001)
     for _ in range(technicians.LOCK_AFTER):
         anonymous.post("/api/maintenance/login", json={"name": NAME, "secret": "guess"})
-    locked = anonymous.post("/api/maintenance/login", json={"name": NAME, "secret": SECRET})
+    with from_address(kiosk, "127.0.0.2") as elsewhere:  # the first one's tries are used up
+        locked = elsewhere.post("/api/maintenance/login", json={"name": NAME, "secret": SECRET})
     assert locked.status_code == 423 and locked.json()["error"]["code"] == "locked"
+
+
+def from_address(kiosk: RunningKiosk, address: str) -> httpx.Client:
+    """A client whose requests come from another loopback address (127.0.0.0/8 is all ours)."""
+    return httpx.Client(base_url=kiosk.url, timeout=20,
+                        transport=httpx.HTTPTransport(local_address=address))
+
+
+class CountingHasher:
+    """The kiosk's argon2 hasher, counting the verifications it is asked for."""
+
+    def __init__(self, real: PasswordHasher) -> None:
+        self.real = real
+        self.verified = 0
+
+    def verify(self, stored: str, secret: str) -> bool:
+        self.verified += 1
+        return self.real.verify(stored, secret)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+@pytest.fixture
+def hasher(monkeypatch: pytest.MonkeyPatch) -> CountingHasher:
+    counting = CountingHasher(technicians._hasher)
+    monkeypatch.setattr(technicians, "_hasher", counting)
+    return counting
+
+
+def timed_login(client: httpx.Client, name: str, secret: str) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    answer = client.post("/api/maintenance/login", json={"name": name, "secret": secret})
+    return answer, time.monotonic() - started
+
+
+def test_an_unknown_name_costs_a_verification_and_waits_as_long_as_a_known_one(
+    anonymous: httpx.Client, hasher: CountingHasher
+) -> None:
+    for failures in (1, 2):
+        before = hasher.verified
+        unknown, unknown_took = timed_login(anonymous, "eve", "guess")
+        assert hasher.verified == before + 1
+        known, known_took = timed_login(anonymous, NAME, "guess")
+        assert hasher.verified == before + 2
+        assert unknown.status_code == known.status_code == 401
+        assert unknown.json() == known.json()
+        expected = technicians.delay(failures)
+        assert unknown_took >= expected * 0.95 and known_took >= expected * 0.95
+        assert abs(unknown_took - known_took) < 0.1, (failures, unknown_took, known_took)
+
+
+def test_an_unknown_name_is_locked_like_a_known_one(
+    kiosk: RunningKiosk, anonymous: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Else a lock would tell an attacker which names exist.
+    monkeypatch.setattr(technicians, "DELAY_BASE", 0.001)
+    with from_address(kiosk, "127.0.0.2") as client:
+        for _ in range(technicians.LOCK_AFTER):
+            assert timed_login(client, "eve", "guess")[0].status_code == 401
+    locked, took = timed_login(anonymous, "eve", SECRET)
+    assert locked.status_code == 423 and took < 0.1
+    assert locked.json()["error"] == {
+        "code": "locked", "message": "too many failed logins: locked for 15 more minute(s)"}
+
+
+def test_the_sixth_rapid_attempt_is_refused_before_verifying_and_others_are_still_served(
+    kiosk: RunningKiosk, anonymous: httpx.Client, hasher: CountingHasher, settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(technicians, "DELAY_BASE", 0.001)
+    for _ in range(login_limit.BURST):
+        assert timed_login(anonymous, "eve", "guess")[0].status_code == 401
+    assert hasher.verified == login_limit.BURST
+    refused, took = timed_login(anonymous, NAME, SECRET)  # even the right secret
+    assert refused.status_code == 429 and took < 0.1
+    assert refused.json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(refused.headers["Retry-After"]) <= login_limit.REFILL_SECONDS
+    assert hasher.verified == login_limit.BURST
+    # Refusals are not audited one by one (a flood would fill the audit log).
+    assert len(audit(settings, "login_refused")) == login_limit.BURST
+    with from_address(kiosk, "127.0.0.2") as elsewhere:
+        assert timed_login(elsewhere, NAME, SECRET)[0].status_code == 200
+    assert hasher.verified == login_limit.BURST + 1
+
+
+def test_a_lock_that_is_over_leaves_the_name_a_fresh_count(
+    kiosk: RunningKiosk, anonymous: httpx.Client, settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(technicians, "DELAY_BASE", 0.001)
+    database = Database(settings.database)
+    try:
+        with database.session() as session:
+            technician = session.exec(select(Technician).where(Technician.name == NAME)).one()
+            technician.failed_logins = technicians.LOCK_AFTER
+            technician.locked_until = utcnow() - timedelta(seconds=1)
+            session.add(technician)
+            session.commit()
+        assert timed_login(anonymous, NAME, "guess")[0].status_code == 401
+        with database.session() as session:
+            technician = session.exec(select(Technician).where(Technician.name == NAME)).one()
+        assert technician.failed_logins == 1 and technician.locked_until is None
+    finally:
+        database.dispose()
+    assert timed_login(anonymous, NAME, SECRET)[0].status_code == 200  # not locked again
+    with from_address(kiosk, "127.0.0.2") as elsewhere:
+        for _ in range(technicians.LOCK_AFTER):
+            assert timed_login(elsewhere, NAME, "guess")[0].status_code == 401
+    assert timed_login(anonymous, NAME, SECRET)[0].status_code == 423
 
 
 def test_changes_without_the_csrf_token_are_refused(tech: httpx.Client) -> None:
@@ -127,7 +245,7 @@ def test_technician_command_adds_and_lists(settings: Settings) -> None:
     assert listed.stdout.split() == ["rosa"]
 
 
-def test_a_login_the_database_cannot_record_is_a_503_not_an_internal_error(
+def test_a_login_the_database_cannot_record_yet_is_a_503_busy_not_an_internal_error(
     anonymous: httpx.Client, settings: Settings
 ) -> None:
     # Another process holds the write lock past the busy timeout: the login cannot be recorded.
@@ -139,9 +257,7 @@ def test_a_login_the_database_cannot_record_is_a_503_not_an_internal_error(
         holder.execute("ROLLBACK")
         holder.close()
     assert answer.status_code == 503, answer.text
-    error = answer.json()["error"]
-    assert error["code"] == "not_recorded" and "refuses writes" in error["message"]
-    assert "locked" in error["message"]
+    assert answer.json()["error"]["code"] == "busy" and answer.headers["Retry-After"]
     # The lock is gone: the technician logs in.
     assert anonymous.post("/api/maintenance/login",
                           json={"name": NAME, "secret": SECRET}).status_code == 200
