@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import mimetypes
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,6 +15,7 @@ from drivers.base import Device, DeviceKind
 from kiosk.api import access, catalog, errors, events, health, sales, sim
 from kiosk.api.maintenance import MAINTENANCE_ROUTERS
 from kiosk.config import Settings
+from kiosk.loop_watch import LoopWatch
 from kiosk.machine import Machine
 
 #: The static UIs: web/ beside the packages in a checkout, kiosk/web inside an installed wheel.
@@ -29,10 +32,19 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         machine = Machine(settings, devices)
         app.state.machine = machine
+        loop_watch = LoopWatch(settings.loop_lag_warning)
+        app.state.loop_watch = loop_watch
+        # Starlette's static files load these at their first use, which would be on the loop
+        # while a customer waits (a tenth of a second on a Pi): load them while starting.
+        importlib.import_module("anyio._core._fileio")
+        mimetypes.init()
         try:
             await machine.start()
+            # Watched from when the kiosk serves: start-up's own waits are not a stall.
+            loop_watch.start()
             yield
         finally:
+            loop_watch.stop()
             await machine.stop()
 
     app = FastAPI(

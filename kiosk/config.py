@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     dispense_timeout: Seconds = 60.0
     #: Deadline for a reader to confirm a capture, a void or a cancel.
     settle_timeout: Seconds = 10.0
+    #: An event loop held up longer than this is logged with what held it (and counted).
+    loop_lag_warning: Seconds = 0.25
 
     @field_validator("vending", "card", "fingerprint", mode="before")
     @classmethod

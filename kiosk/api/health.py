@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from kiosk.api import access
 from kiosk.api.deps import MachineDep
 from kiosk.api.errors import error_body
+from kiosk.loop_watch import LoopWatch
 
 router = APIRouter(tags=["health"])
 
@@ -21,13 +22,15 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "The kiosk cannot sell; says why"}})
 async def readyz(machine: MachineDep, request: Request) -> JSONResponse:
-    """Ready or not, and why; device and database detail only for loopback and trusted networks."""
+    """Ready or not, and why; devices, database, loop lag only to loopback, trusted networks."""
     status = machine.service.status()
     body: dict[str, Any] = {"service": status.as_dict()}
     host = request.client.host if request.client else None
     if access.address_allowed(host, machine.settings.trusted_networks):
         body["devices"] = machine.hardware.describe()
         body["database"] = {"path": str(machine.db.path), "writable": machine.db.writable}
+        loop_watch: LoopWatch = request.app.state.loop_watch
+        body["event_loop"] = loop_watch.figures().as_dict()
     if status.in_service:
         return JSONResponse({"ready": True, **body})
     message = "the kiosk cannot sell: " + "; ".join(status.reasons)

@@ -48,6 +48,17 @@ def test_alive_and_ready_with_every_device_ok(client: TestClient) -> None:
         "vending": "ok", "card": "ok", "fingerprint": "ok"}
 
 
+def test_readyz_tells_a_trusted_caller_how_late_the_event_loop_runs(
+    client: TestClient, settings: Settings
+) -> None:
+    lag = client.get("/readyz").json()["event_loop"]
+    assert set(lag) == {"lag_p99_ms", "lag_max_ms", "window_s", "blocked_episodes",
+                        "threshold_ms"}
+    assert 0 <= lag["lag_p99_ms"] <= lag["lag_max_ms"]
+    assert lag["threshold_ms"] == settings.loop_lag_warning * 1000 and lag["window_s"] == 300
+    assert client.app.state.loop_watch is not None  # type: ignore[attr-defined]
+
+
 def test_not_ready_says_why_in_the_error_shape(settings: Settings, doubles: Doubles) -> None:
     doubles.card = OfflineCard()
     doubles.fingerprint = OfflineFingerprint()

@@ -29,6 +29,7 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", f"{DIAGNOSTICS}/fingerprint", None),
     ("GET", f"{DIAGNOSTICS}/card", None),
     ("POST", f"{DIAGNOSTICS}/card/reinitialise", None),
+    ("GET", f"{DIAGNOSTICS}/event-loop", None),
     ("GET", f"{DIAGNOSTICS}/events", None),
 ]
 
@@ -205,6 +206,28 @@ def test_card_reader_stays_disabled_while_out_of_service(
     answer = tech.post(f"{DIAGNOSTICS}/card/reinitialise").json()
     assert answer["enabled"] is False and doubles.card.enabled is False
     tech.post("/api/maintenance/service", json={"in_service": True})
+
+
+# --- the event loop ---------------------------------------------------------------------------
+
+
+def a_disk_that_takes(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def test_event_loop_figures_show_a_block_of_the_servers_loop(
+    kiosk: RunningKiosk, tech: httpx.Client, settings: Settings
+) -> None:
+    quiet = tech.get(f"{DIAGNOSTICS}/event-loop")
+    assert quiet.status_code == 200, quiet.text
+    assert quiet.json()["event_loop"]["threshold_ms"] == settings.loop_lag_warning * 1000
+    kiosk.server.servers[0].get_loop().call_soon_threadsafe(a_disk_that_takes, 0.4)
+    time.sleep(0.6)
+    lag = tech.get(f"{DIAGNOSTICS}/event-loop").json()["event_loop"]
+    assert set(lag) == {"lag_p99_ms", "lag_max_ms", "window_s", "blocked_episodes",
+                        "threshold_ms"}
+    assert lag["lag_max_ms"] >= 350 and lag["blocked_episodes"] >= 1
+    assert lag["window_s"] == 300
 
 
 # --- the live tail ----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from playwright.sync_api import expect
@@ -29,7 +30,26 @@ def test_test_vend_card_reader_and_the_live_tail(tech: MaintenancePage, kiosk: K
     expect(tech.page.locator("#service-pill")).to_have_text("Out of service")  # live, top bar
     tech.button("Re-initialise").click()
     tech.notice("Card reader re-initialised")
+
+    held_up = tech.page.locator("#loop-blocked")
+    expect(held_up).to_contain_text("over 250 ms")
+    before = times(held_up.inner_text())
+    kiosk.on_server(lambda: time.sleep(0.4))  # a commit on a dying SD card
+    tech.button("Measure again").click()
+    expect(held_up).to_have_text(f"{said(before + 1)} over 250 ms")
+    expect(tech.page.locator("#loop-lag-max")).to_have_class("bad")
     tech.shot("diagnostics")
+
+
+def times(held_up: str) -> int:
+    """How often the page says the loop was held up: "never", "once", "3 times"."""
+    count = held_up.split(" over ")[0]
+    known = {"never": 0, "once": 1}
+    return known[count] if count in known else int(count.removesuffix(" times"))
+
+
+def said(count: int) -> str:
+    return {0: "never", 1: "once"}.get(count, f"{count} times")
 
 
 def test_audit_report_and_sales_export_download(tech: MaintenancePage, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Diagnostics: test vends, the fingerprint reader's library, the card reader, a live tail.
+"""Diagnostics: test vends, the readers, the event loop's lag, a live tail of device events.
 
 A test vend turns one slot one revolution with no payment. It holds the mechanism like a sale
 (refused while one runs), is written to the audit log as ``test_vend`` (the DEX report counts
@@ -37,6 +37,7 @@ from kiosk.api.events import KEEPALIVE_SECONDS, frame
 from kiosk.api.maintenance.deps import SESSION_COOKIE, TechnicianDep, technician_network
 from kiosk.api.schemas import ERRORS
 from kiosk.enrolment import enrolments_of
+from kiosk.loop_watch import LoopWatch
 from kiosk.machine import Machine
 from kiosk.models import Member, Slot
 
@@ -100,6 +101,21 @@ class CardDiagnostics(BaseModel):
     device: DevicePublic
     #: Whether the kiosk wants the reader to take cards now (it is in service).
     enabled: bool
+
+
+class LoopLagPublic(BaseModel):
+    """The event loop's lag over the last minutes, as ``/readyz`` reports it."""
+
+    lag_p99_ms: float
+    lag_max_ms: float
+    window_s: int
+    #: Times in the window the loop was held up longer than the threshold.
+    blocked_episodes: int
+    threshold_ms: float
+
+
+class EventLoopDiagnostics(BaseModel):
+    event_loop: LoopLagPublic
 
 
 @router.post("/test-vend", response_model=TestVendPublic,
@@ -182,6 +198,13 @@ async def card(machine: MachineDep, technician: TechnicianDep) -> CardDiagnostic
     device = machine.hardware.describe()[DeviceKind.CARD.value]
     return CardDiagnostics(device=DevicePublic(**device),
                            enabled=machine.service.status().in_service)
+
+
+@router.get("/event-loop", response_model=EventLoopDiagnostics)
+async def event_loop(request: Request, technician: TechnicianDep) -> EventLoopDiagnostics:
+    """How late the event loop ran lately: while it is held up, no motor can be stopped."""
+    loop_watch: LoopWatch = request.app.state.loop_watch
+    return EventLoopDiagnostics(event_loop=LoopLagPublic(**loop_watch.figures().as_dict()))
 
 
 @router.post("/card/reinitialise", response_model=CardDiagnostics,

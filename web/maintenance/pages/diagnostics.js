@@ -1,6 +1,6 @@
 // Diagnostics: test-vend a slot (one revolution, no payment), the fingerprint reader's
-// library against the members' pages, the card reader and its re-initialisation, and a live
-// tail of device events from the technician's event stream.
+// library against the members' pages, the card reader and its re-initialisation, how late the
+// kiosk's event loop ran lately, and a live tail of device events from the technician's stream.
 
 import * as api from "../api.js";
 import { field, fill, h } from "../dom.js";
@@ -9,6 +9,8 @@ import { TECHNICIAN_EVENTS, follow } from "../live.js";
 import { notify, problem } from "../notices.js";
 
 const TAIL_LENGTH = 200;
+// A lag a motor's stop can afford; past it the figure is shown as a warning.
+const LAG_TARGET_MS = 50;
 const el = {};
 let stream = null;
 let paused = false;
@@ -25,6 +27,7 @@ export default {
       h("div", { class: "row" }, field("Slot", el.slot), el.vend));
     el.fingerprint = h("div", { id: "fingerprint-diagnostics" });
     el.card = h("div", { id: "card-diagnostics" });
+    el.loop = h("div", { id: "event-loop-diagnostics" });
     el.tail = h("ol", { class: "tail", id: "event-tail", "aria-live": "off",
                         "aria-label": "Device events, newest first" });
     el.tailState = h("span", { class: "muted", role: "status" });
@@ -38,7 +41,9 @@ export default {
         h("article", { class: "card", "aria-labelledby": "fp-title" },
           h("h3", { id: "fp-title" }, "Fingerprint reader"), el.fingerprint),
         h("article", { class: "card", "aria-labelledby": "card-title" },
-          h("h3", { id: "card-title" }, "Card reader"), el.card)),
+          h("h3", { id: "card-title" }, "Card reader"), el.card),
+        h("article", { class: "card", "aria-labelledby": "loop-title" },
+          h("h3", { id: "loop-title" }, "Event loop"), el.loop)),
       h("div", { class: "page-head" }, h("h3", { class: "section-title" }, "Live device events"),
         el.tailState,
         h("div", { class: "actions" }, el.pause,
@@ -49,6 +54,7 @@ export default {
     loadSlots();
     loadFingerprint();
     loadCard();
+    loadEventLoop();
     stream ??= follow(onEvent, {
       url: TECHNICIAN_EVENTS,
       onOpen: (open) => { el.tailState.textContent = open ? "live" : "reconnecting…"; },
@@ -169,6 +175,32 @@ async function reinitialise(event) {
     notify(problem(error, "Card reader not re-initialised"), "bad");
     loadCard();
   }
+}
+
+// --- event loop ------------------------------------------------------------------------------
+
+async function loadEventLoop() {
+  let lag;
+  try {
+    ({ event_loop: lag } = await api.get("/diagnostics/event-loop"));
+  } catch (error) {
+    if (error.status !== 401) fill(el.loop, h("p", { class: "error" }, problem(error, "No figures")));
+    return;
+  }
+  const ms = (value) => `${Number(value.toFixed(1))} ms`;
+  const late = (value) => (value > lag.threshold_ms ? "bad" : value > LAG_TARGET_MS ? "warn" : "");
+  const span = lag.window_s % 60 ? `${lag.window_s} s` : `${lag.window_s / 60} min`;
+  const times = ["never", "once"][lag.blocked_episodes] ?? `${lag.blocked_episodes} times`;
+  fill(el.loop,
+    h("p", { class: "muted" }, "How late the kiosk's loop ran: while it is held up, no motor "
+                               + "can be stopped and no drop recorded."),
+    h("dl", { class: "facts" },
+      h("dt", {}, "Lag p99"), h("dd", { id: "loop-lag-p99", class: late(lag.lag_p99_ms) }, ms(lag.lag_p99_ms)),
+      h("dt", {}, "Lag max"), h("dd", { id: "loop-lag-max", class: late(lag.lag_max_ms) }, ms(lag.lag_max_ms)),
+      h("dt", {}, "Held up"), h("dd", { id: "loop-blocked", class: lag.blocked_episodes ? "bad" : "" },
+                                `${times} over ${ms(lag.threshold_ms)}`),
+      h("dt", {}, "Window"), h("dd", {}, `the last ${span}`)),
+    h("button", { type: "button", class: "small", onclick: loadEventLoop }, "Measure again"));
 }
 
 // --- live tail -------------------------------------------------------------------------------
