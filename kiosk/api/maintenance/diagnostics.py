@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
+from starlette.concurrency import run_in_threadpool
 
 from drivers.base import (
     DeviceError,
@@ -141,14 +142,14 @@ async def test_vend(body: TestVendRequest, machine: MachineDep,
         except (DeviceError, TimeoutError) as exc:
             why = (exc.message if isinstance(exc, DeviceError)
                    else f"no result within {machine.settings.dispense_timeout:g} s")
-            machine.ledger.audit(technician.name, "test_vend", slot, before=None,
-                                 after={"outcome": "unknown", "reason": why})
+            await run_in_threadpool(machine.ledger.audit, technician.name, "test_vend", slot,
+                                    before=None, after={"outcome": "unknown", "reason": why})
             raise ApiError(503, "mechanism_error",
                            f"test vend of {slot}: {why}; check the slot") from None
         seconds = round(time.monotonic() - started, 3)
-    before, after, price = _take_from_stock(machine, slot, result)
-    machine.ledger.audit(
-        technician.name, "test_vend", slot, before={"stock": before},
+    before, after, price = await run_in_threadpool(_take_from_stock, machine, slot, result)
+    await run_in_threadpool(
+        machine.ledger.audit, technician.name, "test_vend", slot, before={"stock": before},
         after={"stock": after, "outcome": result.outcome.value, "nudges": result.nudges,
                "motor_seconds": result.motor_seconds, "price_cents": price})
     return TestVendPublic(slot=slot, outcome=result.outcome.value, delivered=result.delivered,
@@ -175,9 +176,7 @@ async def fingerprint(machine: MachineDep, technician: TechnicianDep) -> Fingerp
             error = exc.message if isinstance(exc, DeviceError) else "no answer in time"
     else:
         error = f"the reader is {device['state']}: {device['reason']}"
-    with machine.db.session() as session:
-        pages = {page for page in session.exec(select(Member.fingerprint_page).where(
-            col(Member.fingerprint_page).is_not(None))).all() if page is not None}
+    pages = await run_in_threadpool(_enrolled_pages, machine)
     current = enrolments_of(machine).current
     return FingerprintDiagnostics(
         device=DevicePublic(**device),
@@ -227,14 +226,14 @@ async def reinitialise_card(machine: MachineDep,
                     await reader.set_enabled(enabled)
         except (DeviceError, TimeoutError) as exc:
             why = exc.message if isinstance(exc, DeviceError) else "no answer in time"
-            machine.ledger.audit(technician.name, "card_reinitialise", "card", before,
-                                 after={"error": why})
+            await run_in_threadpool(machine.ledger.audit, technician.name,
+                                    "card_reinitialise", "card", before, after={"error": why})
             raise ApiError(503, "reader_error", f"re-initialising the card reader: {why}") from None
     machine.service_changed()
     device = machine.hardware.describe()[DeviceKind.CARD.value]
-    machine.ledger.audit(technician.name, "card_reinitialise", "card", before,
-                         after={"state": device["state"], "reason": device["reason"],
-                                "enabled": wanted})
+    await run_in_threadpool(machine.ledger.audit, technician.name, "card_reinitialise", "card",
+                            before, after={"state": device["state"], "reason": device["reason"],
+                                           "enabled": wanted})
     return CardDiagnostics(device=DevicePublic(**device), enabled=wanted)
 
 
@@ -286,6 +285,12 @@ def _take_from_stock(machine: Machine, slot: str,
             session.add(row)
             machine.ledger.commit(session)
         return before, row.stock, row.price_cents
+
+
+def _enrolled_pages(machine: Machine) -> set[int]:
+    with machine.db.session() as session:
+        return {page for page in session.exec(select(Member.fingerprint_page).where(
+            col(Member.fingerprint_page).is_not(None))).all() if page is not None}
 
 
 def _int(value: object) -> int | None:
