@@ -4,7 +4,9 @@ One vend is one revolution of a spiral. The home switch opens as the spiral leav
 position and closes when it is back; the infrared beam across the delivery bin says whether a
 product really fell. Input edges arrive on gpiozero's threads: they are time-stamped there and
 handed to the event loop, so a drop pulse of a few milliseconds is never missed and the timings
-do not depend on how busy the loop is.
+do not depend on how busy the loop is. A drop is latched there too, and every run of a motor
+is bounded by a :class:`MotorGuard` on a thread of its own (home, the limits, the beam during
+a nudge): a loop that is held up cannot keep a motor running.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import atexit
 import contextlib
 import logging
+import math
 import threading
 import time
 import weakref
@@ -44,6 +47,7 @@ from drivers.vending.layout import (
     load_layout,
     override_timing,
 )
+from drivers.vending.motor_guard import Bounds, MotorGuard
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +117,12 @@ class GpioSpiralMechanism(VendingMechanism):
         self._edges: dict[str, deque[tuple[float, bool]]] = {}
         self._edges_lock = threading.Lock()
         self._turning: str | None = None
+        #: The run of a motor now under way, told of every input edge on its thread.
+        self._guard: MotorGuard | None = None
+        #: When the vend under way began, and the first beam cut since (latched on the
+        #: callback thread, so neither a lost deque entry nor a late loop can lose it).
+        self._vend_since: float | None = None
+        self._drop_latched: float | None = None
         self._drop_announced = False
         self._revolution: dict[str, float] = {}
         self._off_home: set[str] = set()
@@ -225,6 +235,13 @@ class GpioSpiralMechanism(VendingMechanism):
         at = time.monotonic()
         with self._edges_lock:
             self._edges[pin].append((at, active))
+            since = self._vend_since
+            if (active and pin == self.layout.drop_beam.pin and since is not None
+                    and at > since and self._drop_latched is None):
+                self._drop_latched = at
+        guard = self._guard
+        if guard is not None:
+            guard.edge(pin, active, at)
         loop = self._loop
         if loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
@@ -266,26 +283,12 @@ class GpioSpiralMechanism(VendingMechanism):
     def _beam_clear_at(self) -> float | None:
         return None if self._beam_level() else time.monotonic()
 
-    def _left_home(self, pin: str, since: float) -> float | None:
-        opened = next((at for at, active in self._edges_since(pin, since) if not active), None)
-        if opened is None and self._level(pin) is False:
-            opened = time.monotonic()  # already open: the spiral rests off home after a nudge
-        return opened
-
-    def _back_home(self, pin: str, since: float, started_open: bool) -> float | None:
-        # Edges in the order they came, not by time stamp: a burst from a busy system can carry
-        # nearly equal stamps. Bounces are gpiozero's job (bounce_time). A spiral that started
-        # off home never opens its switch on this turn: its first close is home, even one that
-        # is over before the loop looks at the level.
-        edges = self._edges_since(pin, since)
-        opened = 0 if started_open else next(
-            (i for i, (_, active) in enumerate(edges) if not active), len(edges))
-        closed = next((at for at, active in edges[opened:] if active), None)
-        return closed if closed is not None or not self._level(pin) else time.monotonic()
-
     def _dropped(self, run: _Run) -> float | None:
         beam = self.layout.drop_beam.pin
-        at = next((at for at, active in self._edges_since(beam, run.started) if active), None)
+        at = self._drop_latched
+        if at is None:
+            at = next((at for at, active in self._edges_since(beam, run.started) if active),
+                      None)
         if at is None and self._beam_level():
             at = time.monotonic()
         if at is not None:  # the loop may read the edge before its callback comes round
@@ -326,22 +329,40 @@ class GpioSpiralMechanism(VendingMechanism):
                 log.exception("vending: could not switch off %s", pin)
 
     @contextlib.contextmanager
-    def _powered(self, run: _Run) -> Iterator[float]:
-        """Run the slot's motor for the body of the ``with``; off on every way out."""
+    def _powered(self, run: _Run, bounds: Bounds) -> Iterator[MotorGuard]:
+        """Run the slot's motor, guarded by ``bounds``, for the body of the ``with`` at most;
+        off on every way out. The guard's clock starts when the motor is on, not before."""
         power, *select = run.slot.motor
         self._all_motors_off()  # whatever happened before, never two motors at once
-        started = time.monotonic()
+        guard = MotorGuard(bounds, partial(self._switch_off, power, *select), self._wake_loop)
+        self._guard = guard
         try:
             # Select the column first so the motor starts in one step when the row switches on.
             for pin in (*select, power):
                 self._outputs[pin].on()
+            guard.arm()
             self._emit("motor_started", slot=run.slot.code, nudge=run.nudges)
-            yield started
+            yield guard
         finally:
+            guard.stop()
+            self._guard = None
             self._switch_off(power, *select)
-            seconds = time.monotonic() - started
+            seconds = guard.powered_seconds()
             run.motor_seconds += seconds
-            self._emit("motor_stopped", slot=run.slot.code, seconds=round(seconds, 3))
+            self._emit("motor_stopped", slot=run.slot.code, seconds=round(seconds, 3),
+                       why=guard.why)
+
+    def _wake_loop(self) -> None:
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+                loop.call_soon_threadsafe(self._wake.set)
+
+    async def _until_stopped(self, guard: MotorGuard) -> None:
+        """Wait for the guard to have stopped the motor (it does so by itself, in time)."""
+        assert guard.powered_at is not None
+        # The guard stops the motor at its limit; the margin only covers a guard that died.
+        await self._wait(lambda: guard.stopped_at, guard.powered_at + guard.bounds.limit + 2)
 
     # --- vending ------------------------------------------------------------------------------
 
@@ -371,6 +392,8 @@ class GpioSpiralMechanism(VendingMechanism):
                                       detail={"reason": _BLOCKED})
             run = _Run(wiring, time.monotonic())
             self._turning, self._drop_announced = wiring.code, False
+            with self._edges_lock:
+                self._vend_since, self._drop_latched = run.started, None
             try:
                 outcome = await self._turn_and_nudge(run, nudges)
             except _Closed:
@@ -381,6 +404,8 @@ class GpioSpiralMechanism(VendingMechanism):
             finally:
                 self._all_motors_off()
                 self._turning = None
+                with self._edges_lock:
+                    self._vend_since = None
         dropped = self._dropped(run)
         if dropped is not None:
             run.detail["dropped_s"] = round(dropped - run.started, 3)
@@ -407,9 +432,12 @@ class GpioSpiralMechanism(VendingMechanism):
             run.nudges += 1
             self._emit("nudge", slot=run.slot.code, number=run.nudges)
             self._off_home.add(run.slot.code)
-            with self._powered(run) as started:
-                # Stop as soon as the product falls: more turning only pushes the next one.
-                await self._wait(drop, started + timing.nudge_fraction * run.revolution)
+            # The guard stops the nudge as soon as the product falls: more turning only
+            # pushes the next one.
+            bounds = Bounds(limit=timing.nudge_fraction * run.revolution,
+                            beam=self.layout.drop_beam.pin)
+            with self._powered(run, bounds) as guard:
+                await self._until_stopped(guard)
             if await self._wait(drop, time.monotonic() + timing.drop_limit) is not None:
                 return DispenseOutcome.DELIVERED
         return DispenseOutcome.NOT_DROPPED
@@ -423,28 +451,31 @@ class GpioSpiralMechanism(VendingMechanism):
         # motor); a coasting spiral is found with its switch open at the start.
         from_home = code not in self._off_home
         self._off_home.add(code)
-        with self._powered(run) as started:
-            left = await self._wait(partial(self._left_home, home, started),
-                                    started + timing.start_limit)
-            if left is None:
+        # Resting with the switch open (a nudge, a jam, coasting): the first close is home.
+        started_open = self._level(home) is False
+        bounds = Bounds(limit=timing.turn_limit, start_limit=timing.start_limit, home=home,
+                        started_open=started_open)
+        with self._powered(run, bounds) as guard:
+            await self._wait(lambda: guard.left_at or guard.stopped_at, math.inf)
+            powered = guard.powered_at
+            assert powered is not None
+            if guard.left_at is None:
+                await self._until_stopped(guard)
                 return DispenseOutcome.MOTOR_MISSING
-            run.detail["left_home_s"] = round(left - started, 3)
+            run.detail["left_home_s"] = round(guard.left_at - powered, 3)
             self._emit("left_home", slot=code, seconds=run.detail["left_home_s"])
-            # Found off home already (no edge opened the switch by then): nothing opens it now.
-            started_open = not any(not active for at, active in self._edges_since(home, started)
-                                   if at <= left)
-            back = await self._wait(partial(self._back_home, home, started, started_open),
-                                    started + timing.turn_limit)
+            await self._until_stopped(guard)
+            back = guard.home_at
             if back is None:
                 return DispenseOutcome.JAMMED
-            run.detail["returned_home_s"] = round(back - started, 3)
+            run.detail["returned_home_s"] = round(back - powered, 3)
             self._emit("returned_home", slot=code, seconds=run.detail["returned_home_s"])
         self._off_home.discard(code)
         if from_home and not started_open:
-            self._revolution[code] = back - started
+            self._revolution[code] = back - powered
         else:
             run.detail["started_off_home"] = True
-        run.revolution = self._revolution.get(code, back - started)
+        run.revolution = self._revolution.get(code, back - powered)
         run.detail["revolution_s"] = round(run.revolution, 3)
         return None
 
