@@ -36,6 +36,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(settings)
         if args.command == "technician":
             return _technician(args, settings)
+        if args.command == "motors-off":
+            from kiosk.motors import all_off
+
+            print(f"kiosk: {all_off(settings.vending, settings.state_dir)}")
+            return 0
         return _db(args.db_command, settings)
     except ConfigError as exc:
         print(f"kiosk: configuration error: {exc}", file=sys.stderr)
@@ -61,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--secret-stdin", action="store_true",
                      help="read the secret from one line of standard input (for scripts)")
     technician_commands.add_parser("list", help="list the technicians")
+    commands.add_parser(
+        "motors-off", help="drive every motor output inactive (systemd runs it after the server)"
+    )
     simulate = commands.add_parser(
         "simulate", help="run a device simulator on its own (commands on standard input)"
     )

@@ -39,6 +39,7 @@ from drivers.vending.layout import (
     load_layout,
     override_timing,
 )
+from simulators.pin_bank import FILE_NAME, PinBank
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,7 @@ class VendingSimulator:
         drop_pulse: float = 0.03,
         home_dwell: float = 0.08,
         hang_extra: float = 0.2,
+        bank: PinBank | None = None,
     ) -> None:
         if revolution <= 0 or fall_time < 0 or drop_pulse <= 0 or stock < 0:
             raise ValueError("revolution and drop_pulse must be positive, stock and fall_time >= 0")
@@ -179,6 +181,8 @@ class VendingSimulator:
         self.factory = MockFactory()
         self.revolution, self.fall_time, self.drop_pulse = revolution, fall_time, drop_pulse
         self.home_dwell, self.hang_extra = home_dwell, hang_extra
+        #: Where the motor outputs' levels are mirrored, to outlive this process (see pin_bank).
+        self.bank = bank
         self._lock = threading.RLock()
         self._spirals = {code: _Spiral(stock) for code in self.layout.slots}
         self._beam_fault: BeamFault | None = None
@@ -322,6 +326,7 @@ class VendingSimulator:
 
     def _changed(self) -> None:
         # Called on the driver's thread when it switches a motor: answer before it reads back.
+        self._mirror()
         if self._closed:
             return
         try:
@@ -329,6 +334,14 @@ class VendingSimulator:
         except Exception:  # a model bug must not look like a GPIO failure to the driver
             log.exception("vending simulator: update failed")
         self._kick.set()
+
+    def _mirror(self) -> None:
+        """Put every motor output's level in the bank, as the wires would hold it."""
+        bank, lines = self.bank, getattr(self, "_lines", None)
+        if bank is None or lines is None:
+            return
+        for pin, line in lines.items():
+            bank.set(pin, line.function == "output" and bool(line.state))
 
     def _run(self) -> None:
         while not self._closed:
@@ -450,7 +463,8 @@ def attach(url: DeviceUrl, state_dir: Path) -> Attached:
 
     ``fall_time`` (default 0.15 s) is how long a product falls to the drop beam.
     Also takes ``layout=PATH`` (default: the demo layout) and the driver's timing overrides.
-    Nothing is kept in ``state_dir``: every start is a freshly stocked machine.
+    Every start is a freshly stocked machine; only the motor outputs' levels are kept in
+    ``state_dir`` (:data:`pin_bank.FILE_NAME`), as real lines keep them when the kiosk dies.
     """
     unknown = sorted(set(url.params) - {"revolution", "fall_time", "stock", "layout",
                                         *TIMING_KEYS})
@@ -474,7 +488,8 @@ def attach(url: DeviceUrl, state_dir: Path) -> Attached:
         raise DeviceUrlError(f"revolution={revolution:g} in {url.raw!r} must be positive and "
                              f"shorter than turn_limit ({layout.timing.turn_limit:g} s)")
     simulator = VendingSimulator(layout, revolution=revolution, fall_time=fall_time,
-                                 stock=url.int_param("stock", 8))
+                                 stock=url.int_param("stock", 8),
+                                 bank=PinBank(state_dir / FILE_NAME, list(layout.outputs)))
     driver = GpioSpiralMechanism(layout, pin_factory=simulator.factory, description=url.raw)
     return Attached(driver, simulator)
 

@@ -96,6 +96,7 @@ def test_kiosk_unit_runs_the_installed_kiosk_under_systemd_supervision() -> None
     assert service["Restart"] == ["always"]
     assert service["ExecStartPre"] == ["/opt/kiosk/.venv/bin/kiosk db upgrade"]
     assert service["ExecStart"] == ["/opt/kiosk/.venv/bin/kiosk serve"]
+    assert service["ExecStopPost"] == ["/opt/kiosk/.venv/bin/kiosk motors-off"]
     assert service["User"] == ["kiosk"]
     assert set(service["SupplementaryGroups"][0].split()) == {"dialout", "gpio"}
     assert "KIOSK_DATABASE=/var/lib/kiosk/kiosk.db" in service["Environment"]
