@@ -340,7 +340,7 @@ class GpioSpiralMechanism(VendingMechanism):
             # Select the column first so the motor starts in one step when the row switches on.
             for pin in (*select, power):
                 self._outputs[pin].on()
-            guard.arm()
+            guard.arm(switch_open=bounds.home is not None and self._level(bounds.home) is False)
             self._emit("motor_started", slot=run.slot.code, nudge=run.nudges)
             yield guard
         finally:
@@ -452,10 +452,9 @@ class GpioSpiralMechanism(VendingMechanism):
         from_home = code not in self._off_home
         self._off_home.add(code)
         # Resting with the switch open (a nudge, a jam, coasting): the first close is home.
-        started_open = self._level(home) is False
-        bounds = Bounds(limit=timing.turn_limit, start_limit=timing.start_limit, home=home,
-                        started_open=started_open)
+        bounds = Bounds(limit=timing.turn_limit, start_limit=timing.start_limit, home=home)
         with self._powered(run, bounds) as guard:
+            started_open = guard.started_open
             await self._wait(lambda: guard.left_at or guard.stopped_at, math.inf)
             powered = guard.powered_at
             assert powered is not None

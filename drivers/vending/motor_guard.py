@@ -32,8 +32,6 @@ class Bounds:
     start_limit: float | None = None
     #: The home switch's pin: stop when the spiral is back home.
     home: str | None = None
-    #: The spiral rested off home when the run began: its first close is home.
-    started_open: bool = False
     #: The drop beam's pin: stop when it is cut.
     beam: str | None = None
 
@@ -48,6 +46,8 @@ class MotorGuard:
         self._on_stop = on_stop
         self._changed = threading.Condition()
         self.powered_at: float | None = None
+        #: The spiral rested off home when the motor came on: its first close is home.
+        self.started_open = False
         #: When the home switch opened (or the run began, for a spiral resting off home).
         self.left_at: float | None = None
         self.home_at: float | None = None
@@ -61,11 +61,15 @@ class MotorGuard:
     def stopped(self) -> bool:
         return self.stopped_at is not None
 
-    def arm(self) -> None:
-        """The motor has just been switched on: start the clock."""
+    def arm(self, switch_open: bool = False) -> None:
+        """The motor has just been switched on: start the clock. ``switch_open``: the home
+        switch reads open now (read after switching on: a row's shared line shows the
+        spiral being driven only from then on)."""
         with self._changed:
             self.powered_at = time.monotonic()
-            if self.bounds.started_open:
+            # An opening seen already means it started at home and has left it.
+            if switch_open and self.left_at is None:
+                self.started_open = True
                 self.left_at = self.powered_at
         self._thread = threading.Thread(target=self._watch, name="motor guard", daemon=True)
         self._thread.start()
