@@ -19,13 +19,14 @@ from bench import (
     customer_screen,
     durable_transition,
     fingerprint_identify,
+    pi_profile,
     sales_history,
     startup,
 )
 from bench.figures import Figure, ratio_cell, write_table
 
 BENCHMARKS = (startup, durable_transition, catalog, card_sale, sales_history, customer_screen,
-              fingerprint_identify)
+              fingerprint_identify, pi_profile)
 
 
 def name_of(benchmark: object) -> str:

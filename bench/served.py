@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,15 +169,20 @@ def spawn(argv: list[str], env: dict[str, str], log: Path,
 
 
 @contextmanager
-def serve(database: Path, devices: Mapping[str, str] | None = None) -> Iterator[ServedKiosk]:
+def serve(database: Path, devices: Mapping[str, str] | None = None, *,
+          environment: Mapping[str, str] | None = None,
+          prefix: Sequence[str] = ()) -> Iterator[ServedKiosk]:
     """``kiosk serve`` on ``database`` on a free loopback port, until the block ends.
 
     ``devices`` maps ``card``, ``vending``, ``fingerprint`` to device URLs (default sim://).
-    Its log (uvicorn's access lines included, as on a kiosk) goes to a file beside the database.
+    ``environment`` adds variables (a preloaded library, settings); ``prefix`` goes before the
+    command (``taskset -c 0``). Its log (uvicorn's access lines included, as on a kiosk) goes
+    to a file beside the database.
     """
     port = free_port()
     log = database.with_suffix(".log")
-    env = kiosk_environment(database, database.parent, port, devices or {})
-    with spawn([sys.executable, "-m", "kiosk.cli", "serve"], env, log) as (process, spawned,
-                                                                          ready):
+    env = {**kiosk_environment(database, database.parent, port, devices or {}),
+           **(environment or {})}
+    with spawn([*prefix, sys.executable, "-m", "kiosk.cli", "serve"], env, log) as (
+            process, spawned, ready):
         yield ServedKiosk(process, f"http://127.0.0.1:{port}", spawned, ready, log)

@@ -92,6 +92,8 @@ class _Spiral:
     delivered: int = 0
     #: Seconds of every finished run, added up as each ends.
     motor_seconds: float = 0.0
+    #: The longest single stretch of power so far (a motor left running shows here).
+    longest_run: float = 0.0
 
 
 class _Line(MockPin):  # type: ignore[misc]
@@ -294,7 +296,8 @@ class VendingSimulator:
                     code: {"stock": s.stock, "delivered": s.delivered,
                            "fault": None if s.fault is None else s.fault.value,
                            "position": round(s.position, 3),
-                           "motor_seconds": round(self.motor_seconds(code), 3)}
+                           "motor_seconds": round(self.motor_seconds(code), 3),
+                           "longest_run_s": round(s.longest_run, 3)}
                     for code, s in self._spirals.items()
                 },
             }
@@ -408,6 +411,7 @@ class VendingSimulator:
                 seconds = now - spiral.powered_since
                 self._runs.append(MotorRun(code, spiral.powered_since, seconds))
                 spiral.motor_seconds += seconds
+                spiral.longest_run = max(spiral.longest_run, seconds)
                 spiral.powered_since = None
         if len(running) > 1 and running != self._running:
             self._overlaps.append(running)
