@@ -204,6 +204,45 @@ def wait_for_state(client: httpx.Client, sale_id: str, *states: str,
     return found
 
 
+def card_sale_until(client: httpx.Client, card: CardReaderProcess, slot: str,
+                    state: str = "dispensing") -> str:
+    """Start a card sale from ``slot``, present an approving card, wait for ``state``; its id."""
+    answer = client.post("/api/sales", json={"slot": slot, "method": "card"})
+    assert answer.status_code == 201, answer.text
+    sale_id: str = answer.json()["id"]
+    wait_for_state(client, sale_id, "authorizing")
+    card.say("approve")
+    wait_for_state(client, sale_id, state, timeout=60)
+    return sale_id
+
+
+class HealthzPoller:
+    """Asks ``/healthz`` every 20 ms on a thread of its own; keeps how long each answer took.
+    A kiosk whose event loop waits for anything shows it here first."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.waits: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True, name="healthz poller")
+
+    def __enter__(self) -> HealthzPoller:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _poll(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=60) as client:
+            while not self._stop.is_set():
+                asked = time.monotonic()
+                assert client.get("/healthz").status_code == 200
+                self.waits.append(time.monotonic() - asked)
+                self._stop.wait(0.02)
+
+
 # --- reading the ledger straight from the file, as a technician's sqlite3 would ------------------
 
 @contextlib.contextmanager

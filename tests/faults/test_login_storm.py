@@ -24,7 +24,13 @@ from kiosk import technicians
 from kiosk.config import Settings
 from kiosk.db import Database
 from tests.faults.conftest import KioskFactory
-from tests.faults.processes import CardReaderProcess, sale_history, wait_for_state
+from tests.faults.processes import (
+    CardReaderProcess,
+    HealthzPoller,
+    card_sale_until,
+    sale_history,
+    wait_for_state,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -69,32 +75,6 @@ class Storm:
                     self.answers[answer.status_code] += 1
 
 
-class Poller:
-    """``/healthz`` every 20 ms; how long each answer took."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.waits: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def __enter__(self) -> Poller:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _poll(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=60) as client:
-            while not self._stop.is_set():
-                asked = time.monotonic()
-                assert client.get("/healthz").status_code == 200
-                self.waits.append(time.monotonic() - asked)
-                self._stop.wait(0.02)
-
-
 @pytest.fixture
 def technician(settings: Settings) -> Iterator[str]:
     database = Database(settings.database)
@@ -117,13 +97,8 @@ def test_a_login_storm_while_dispensing_leaves_the_sale_and_the_motor_alone(
     assert kiosk.start() == "in service", kiosk.status
     with kiosk.client() as client:
         before = vending(client)["slots"]["A1"]["delivered"]
-        with Poller(kiosk.url) as poller:
-            answer = client.post("/api/sales", json={"slot": "A1", "method": "card"})
-            assert answer.status_code == 201, answer.text
-            sale_id = answer.json()["id"]
-            wait_for_state(client, sale_id, "authorizing")
-            card_reader.say("approve")
-            wait_for_state(client, sale_id, "dispensing")
+        with HealthzPoller(kiosk.url) as poller:
+            sale_id = card_sale_until(client, card_reader, "A1", "dispensing")
             with Storm(kiosk.url) as storm:
                 assert wait_for_state(client, sale_id, "completed", "needs_review", "voided",
                                       timeout=30) == "completed"

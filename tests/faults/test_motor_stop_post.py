@@ -15,7 +15,7 @@ import pytest
 from drivers.vending.layout import default_layout
 from simulators.pin_bank import FILE_NAME, PinBank
 from tests.faults.conftest import KioskFactory
-from tests.faults.processes import KIOSK, CardReaderProcess, wait_for_state
+from tests.faults.processes import KIOSK, CardReaderProcess, card_sale_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -30,12 +30,7 @@ def test_motors_off_after_a_sigkill_mid_vend_switches_the_running_motor_off(
     kiosk = kiosk_process(vending=SLOW_SPIRAL)
     assert kiosk.start() == "in service", kiosk.status
     with kiosk.client() as client:
-        answer = client.post("/api/sales", json={"slot": "A1", "method": "card"})
-        assert answer.status_code == 201, answer.text
-        sale_id = answer.json()["id"]
-        wait_for_state(client, sale_id, "authorizing")
-        card_reader.say("approve")
-        wait_for_state(client, sale_id, "dispensing")
+        card_sale_until(client, card_reader, "A1", "dispensing")
     bank = PinBank(kiosk.workdir / FILE_NAME, list(layout.outputs))
     motor = layout.slots["A1"].motor
     try:

@@ -8,16 +8,18 @@ of those answers would have waited for it.
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from bench import slow_sync
 from tests.faults.conftest import KioskFactory
-from tests.faults.processes import CardReaderProcess, sale_history, wait_for_state
+from tests.faults.processes import (
+    CardReaderProcess,
+    HealthzPoller,
+    card_sale_until,
+    sale_history,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -32,33 +34,6 @@ def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return slow_sync.build(tmp_path_factory.mktemp("slow-sync"))
 
 
-class Poller:
-    """Asks ``/healthz`` every 20 ms on its own thread; keeps how long each answer took."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.waits: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True, name="healthz poller")
-
-    def __enter__(self) -> Poller:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _poll(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=30) as client:
-            while not self._stop.is_set():
-                asked = time.monotonic()
-                answer = client.get("/healthz")
-                self.waits.append(time.monotonic() - asked)
-                assert answer.status_code == 200
-                self._stop.wait(0.02)
-
-
 def test_card_sales_on_a_slow_disk_never_hold_up_an_answer(
     kiosk_process: KioskFactory, card_reader: CardReaderProcess, shim: Path, tmp_path: Path,
 ) -> None:
@@ -67,16 +42,9 @@ def test_card_sales_on_a_slow_disk_never_hold_up_an_answer(
     kiosk.env.update(slow_sync.environment(shim, SYNC_SECONDS * 1000, count_file=counted))
     assert kiosk.start(timeout=60) == "in service", kiosk.status
     sales: list[str] = []
-    with kiosk.client() as client, Poller(kiosk.url) as poller:
+    with kiosk.client() as client, HealthzPoller(kiosk.url) as poller:
         for slot in ("A1", "B1"):
-            answer = client.post("/api/sales", json={"slot": slot, "method": "card"})
-            assert answer.status_code == 201, answer.text
-            sale_id = answer.json()["id"]
-            wait_for_state(client, sale_id, "authorizing")
-            card_reader.say("approve")
-            assert wait_for_state(client, sale_id, "completed", "needs_review", "voided",
-                                  timeout=60) == "completed"
-            sales.append(sale_id)
+            sales.append(card_sale_until(client, card_reader, slot, "completed"))
     kiosk.stop()
     # The disk really was that slow: every commit synced (and waited) at least once.
     assert int(counted.read_text()) >= 4 * len(sales)
