@@ -51,15 +51,10 @@ class MotorGuard:
         #: When the home switch opened (or the run began, for a spiral resting off home).
         self.left_at: float | None = None
         self.home_at: float | None = None
-        self.dropped_at: float | None = None
         self.stopped_at: float | None = None
         #: Why the motor was stopped: "home", "drop", "limit", "start_limit" or "ended".
         self.why = ""
         self._thread: threading.Thread | None = None
-
-    @property
-    def stopped(self) -> bool:
-        return self.stopped_at is not None
 
     def arm(self, switch_open: bool = False) -> None:
         """The motor has just been switched on: start the clock. ``switch_open``: the home
@@ -89,9 +84,7 @@ class MotorGuard:
                     self.home_at = at
                     self._claim("home")
             elif pin == bounds.beam and active:
-                if self.dropped_at is None:
-                    self.dropped_at = at
-                self._claim("drop")
+                self._claim("drop")  # the drop itself is latched by the mechanism
 
     def stop(self) -> None:
         """The vend is done with the motor (or gives up): off now, if not already."""

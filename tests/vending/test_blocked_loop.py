@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from drivers.base import DispenseOutcome
+from drivers.base import DispenseOutcome, DispenseResult
 from drivers.vending.gpio_spiral import GpioSpiralMechanism
 from simulators.vending import SpiralFault, VendingSimulator
 
@@ -29,12 +29,11 @@ async def block_the_loop_once(started: asyncio.Event) -> None:
     time.sleep(BLOCKED)  # noqa: ASYNC251 -- on purpose: the loop held, nothing on it runs
 
 
-async def vend_with_the_loop_blocked(mechanism: GpioSpiralMechanism, slot: str,
-                                     test: bool = False) -> tuple[object, float]:
+async def vend_with_the_loop_blocked(mechanism: GpioSpiralMechanism,
+                                     slot: str) -> tuple[DispenseResult, float]:
     began = time.monotonic()
     blocker = asyncio.ensure_future(block_the_loop_once(motor_started(mechanism)))
-    vend = mechanism.test_slot(slot) if test else mechanism.dispense(slot)
-    result = await vend
+    result = await mechanism.dispense(slot)
     await blocker
     return result, time.monotonic() - began
 
@@ -48,33 +47,26 @@ async def test_the_motor_stops_at_home_while_the_loop_is_blocked(
     [run] = simulator.runs("B2")
     assert run.seconds == pytest.approx(REVOLUTION, abs=SLACK)  # off at home, not at 1.5 s
     assert simulator.delivered("B2") == 1
-    assert result.outcome is DispenseOutcome.DELIVERED  # type: ignore[attr-defined]
-    assert result.motor_seconds == pytest.approx(run.seconds, abs=SLACK)  # type: ignore[attr-defined]
+    assert result.outcome is DispenseOutcome.DELIVERED
+    assert result.motor_seconds == pytest.approx(run.seconds, abs=SLACK)
 
 
-async def test_a_jammed_spiral_is_switched_off_at_the_turn_limit_while_the_loop_is_blocked(
-    mechanism: GpioSpiralMechanism, simulator: VendingSimulator,
+@pytest.mark.parametrize(("slot", "fault", "limit", "outcome"), [
+    ("A2", SpiralFault.JAMMED, "turn_limit", DispenseOutcome.JAMMED),
+    ("C1", SpiralFault.MOTOR_MISSING, "start_limit", DispenseOutcome.MOTOR_MISSING),
+], ids=["a jammed spiral at the turn limit", "a dead motor at the start limit"])
+async def test_a_stuck_spiral_is_switched_off_at_its_limit_while_the_loop_is_blocked(
+    mechanism: GpioSpiralMechanism, simulator: VendingSimulator, slot: str, fault: SpiralFault,
+    limit: str, outcome: DispenseOutcome,
 ) -> None:
-    simulator.set_fault("A2", SpiralFault.JAMMED)
+    simulator.set_fault(slot, fault)
 
-    result, _ = await vend_with_the_loop_blocked(mechanism, "A2")
+    result, _ = await vend_with_the_loop_blocked(mechanism, slot)
 
-    [run] = simulator.runs("A2")
-    assert run.seconds == pytest.approx(FAST["turn_limit"], abs=SLACK)
-    assert result.outcome is DispenseOutcome.JAMMED  # type: ignore[attr-defined]
-    assert simulator.delivered("A2") == 0
-
-
-async def test_a_dead_motor_is_switched_off_at_the_start_limit_while_the_loop_is_blocked(
-    mechanism: GpioSpiralMechanism, simulator: VendingSimulator,
-) -> None:
-    simulator.set_fault("C1", SpiralFault.MOTOR_MISSING)
-
-    result, _ = await vend_with_the_loop_blocked(mechanism, "C1")
-
-    [run] = simulator.runs("C1")
-    assert run.seconds == pytest.approx(FAST["start_limit"], abs=SLACK)
-    assert result.outcome is DispenseOutcome.MOTOR_MISSING  # type: ignore[attr-defined]
+    [run] = simulator.runs(slot)
+    assert run.seconds == pytest.approx(FAST[limit], abs=SLACK)
+    assert result.outcome is outcome
+    assert simulator.delivered(slot) == 0
 
 
 async def test_a_nudge_stops_when_the_product_falls_while_the_loop_is_blocked(
@@ -105,8 +97,8 @@ async def test_a_drop_during_a_blocked_loop_is_recorded_once_it_is_back(
 
     result, _ = await vend_with_the_loop_blocked(mechanism, "A1")
 
-    assert result.outcome is DispenseOutcome.DELIVERED  # type: ignore[attr-defined]
-    assert "dropped_s" in result.detail  # type: ignore[attr-defined]
+    assert result.outcome is DispenseOutcome.DELIVERED
+    assert "dropped_s" in result.detail
     # The beam fired while the loop was held; the drop is stamped when it happened.
-    assert result.detail["dropped_s"] < BLOCKED  # type: ignore[attr-defined]
+    assert result.detail["dropped_s"] < BLOCKED
     assert len(dropped) == 1
